@@ -1,0 +1,404 @@
+"""The scenario: a validated config of devices, channel, model, scheme and training.
+
+A scenario is YAML (``yaml.safe_load``) or a dict, merged over the defaults below, overridden by
+``key=value`` strings (values parsed as YAML scalars, dotted keys reach nested settings) and
+validated field by field. Every field carries its allowed range and where its default comes from;
+``docs/scenario.md`` documents them (``scenario_reference_markdown`` renders the table).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import yaml
+
+# Shipped scenarios live in the repository (configs/scenarios); the package is installed editable.
+SCENARIO_DIR = Path(__file__).resolve().parents[2] / "configs" / "scenarios"
+
+SCHEMES = ("psl", "epsl", "sfl", "edgesplit")
+
+
+class ScenarioError(ValueError):
+    """A scenario value is invalid; the message names the key and what is allowed."""
+
+
+def _f(default: Any, doc: str, source: str = "ours", *, low: float | None = None,
+       high: float | None = None, choices: Iterable[Any] | None = None, nullable: bool = False,
+       low_open: bool = False) -> Any:
+    meta = {"doc": doc, "source": source, "low": low, "high": high, "low_open": low_open,
+            "choices": tuple(choices) if choices is not None else None, "nullable": nullable}
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda d=default: copy.deepcopy(d), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True)
+class DeviceClass:
+    """One named class of identical-in-distribution devices (``devices.kind: classes``)."""
+
+    name: str = _f("device", "class name")
+    count: int = _f(1, "number of clients of this class", low=1, high=1000)
+    compute_flops: float = _f(5e10, "compute rate f_i, FLOP/s", low=1e6, high=1e16)
+    power_budget_w: float = _f(0.2, "uplink power budget P_i, W", low=1e-4, high=10.0)
+    distance_m: float = _f(150.0, "distance to the server, m", low=1.0, high=10000.0)
+    memory_bytes: float = _f(4e9, "memory cap, bytes", low=1e6, high=1e13)
+
+
+@dataclass(frozen=True)
+class DevicesConfig:
+    kind: str = _f("loguniform", "how client devices are drawn: `loguniform` ranges or explicit `classes`",
+                   choices=("loguniform", "classes"))
+    compute_flops: list = _f([5e9, 2e11], "[low, high] client compute f_i, FLOP/s, log-uniform (>= 20x range)",
+                             "typical (SPEC 3)", low=1e6, high=1e16)
+    power_budget_w: list = _f([0.2, 0.2], "[low, high] client power budget P_i, W, uniform (23 dBm)",
+                              "3GPP-style typical", low=1e-4, high=10.0)
+    distance_m: list = _f([50.0, 300.0], "[low, high] client distance to the server, m, uniform",
+                          "typical (SPEC 3)", low=1.0, high=10000.0)
+    memory_bytes: list = _f([2e9, 8e9], "[low, high] client memory cap, bytes, uniform", low=1e6, high=1e13)
+    dataset_size: int = _f(1000, "samples per client (latency scenarios; training uses the partition)",
+                           low=1, high=10**9)
+    classes: list = _f([], "explicit device classes (`kind: classes`): list of {name, count, compute_flops, "
+                           "power_budget_w, distance_m, memory_bytes}")
+    resample: str = _f("episode", "draw devices anew every `episode` or once per scenario seed (`fixed`)",
+                       choices=("episode", "fixed"))
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    compute_flops: float = _f(2e13, "edge server compute f_s, FLOP/s", "typical (SPEC 3)", low=1e6, high=1e18)
+    power_per_subchannel_w: float = _f(1.0, "server downlink power per subchannel Ps, W", "typical (SPEC 3)",
+                                       low=1e-4, high=100.0)
+
+
+@dataclass(frozen=True)
+class ChannelConfig:
+    kind: str = _f("gauss-markov", "channel process: `gauss-markov` (sampled) or `trace` (read from `trace_file`)",
+                   choices=("gauss-markov", "trace"))
+    subchannel_bw_hz: float = _f(1e6, "bandwidth W of one subchannel, Hz", "typical (SPEC 3)", low=1e3, high=1e9)
+    noise_psd_dbm_per_hz: float = _f(-174.0, "noise power spectral density N0, dBm/Hz", "3GPP-style typical",
+                                     low=-220.0, high=-100.0)
+    pathloss_intercept_db: float = _f(128.1, "path loss at 1 km, dB (PL = A + B log10(d/km))", "3GPP-style typical",
+                                      low=0.0, high=300.0)
+    pathloss_slope_db: float = _f(37.6, "path loss slope B, dB per decade of distance", "3GPP-style typical",
+                                  low=0.0, high=100.0)
+    shadowing_db: float = _f(8.0, "log-normal shadowing standard deviation, dB (per client per episode)",
+                             "3GPP-style typical", low=0.0, high=30.0)
+    correlation: Any = _f(0.9, "Gauss-Markov fading correlation a in [0, 1] between rounds, or `doppler` for "
+                               "a = J0(2 pi f_D tau) with tau the previous round's latency", "ours")
+    carrier_hz: float = _f(3.5e9, "carrier frequency (Doppler), Hz", "typical (SPEC 3)", low=1e6, high=1e12)
+    speed_mps: list = _f([1.0, 3.0], "[low, high] client speed (Doppler, mobility), m/s", "pedestrian, typical",
+                         low=0.0, high=100.0)
+    mobility: bool = _f(False, "move clients every round by speed x round latency (updates distances)")
+    trace_file: Any = _f(None, "gains trace (`.npz` with `gains` [T,N,M] or a round-trace `.jsonl`) for "
+                               "`kind: trace`", nullable=True)
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """Settings of the real split-training engine (PSLTrain-v0, ``psl bench --train``)."""
+
+    dataset: str = _f("digits", "dataset: `digits` (offline, scikit-learn), `mnist`, `fashion-mnist`, `cifar10`",
+                      choices=("digits", "mnist", "fashion-mnist", "cifar10"))
+    data_dir: Any = _f(None, "folder with the standard dataset files (MNIST/Fashion-MNIST/CIFAR-10)",
+                       nullable=True)
+    partition: str = _f("iid", "client data partition", choices=("iid", "dirichlet"))
+    dirichlet_alpha: float = _f(0.5, "Dirichlet concentration of the label skew (smaller = more skewed)",
+                                low=1e-3, high=1e6)
+    optimizer: str = _f("sgd", "client and server optimizer", choices=("sgd", "adam"))
+    lr: float = _f(0.05, "learning rate", low=1e-7, high=10.0)
+    momentum: float = _f(0.9, "SGD momentum", low=0.0, high=0.999)
+    weight_decay: float = _f(0.0, "L2 weight decay", low=0.0, high=1.0)
+    local_iterations: int = _f(1, "real training iterations per environment step", low=1, high=1000)
+    eval_every: int = _f(10, "evaluate held-out accuracy every k rounds", low=1, high=10**6)
+    test_fraction: float = _f(0.2, "held-out fraction of the dataset", low=0.01, high=0.9)
+    target_accuracy: float = _f(0.95, "held-out accuracy at which a training episode terminates",
+                                low=0.0, high=1.0)
+    torch_threads: int = _f(1, "torch intra-op threads of the engine", low=1, high=256)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A complete, validated scenario. Build with ``load_scenario``."""
+
+    name: str = _f("default", "scenario name")
+    num_clients: int = _f(5, "N, number of clients", "typical (SPEC 3)", low=1, high=1000)
+    num_subchannels: int = _f(10, "M, number of OFDMA subchannels (>= N)", "typical (SPEC 3)", low=1, high=10000)
+    model: str = _f("resnet18-32", "model profile: a shipped name or a path to a profile JSON")
+    scheme: str = _f("epsl", "`psl`, `epsl` (last-layer gradient aggregation), `sfl` (PSL + FedAvg every "
+                             "`sync_period` rounds), `edgesplit` (per-device cuts)", choices=SCHEMES)
+    phi: float = _f(0.5, "EPSL aggregation ratio phi (0 = plain PSL); must be 0 for psl, sfl and edgesplit",
+                    "EPSL", low=0.0, high=1.0)
+    batch_size: int = _f(16, "b, per-client mini-batch", "typical (SPEC 3)", low=1, high=100000)
+    csi: str = _f("perfect", "`perfect`: decisions see this round's gains; `delayed`: last round's",
+                  choices=("perfect", "delayed"))
+    seed: int = _f(0, "seed of devices, channel and training", low=0, high=2**32 - 1)
+    rounds: int = _f(100, "rounds per episode", low=1, high=10**8)
+    downlink: str = _f("broadcast", "downlink model: `broadcast` (EPSL), `unicast` or `ignore`",
+                       "EPSL (broadcast)", choices=("broadcast", "unicast", "ignore"))
+    sync_period: int = _f(0, "FedAvg of client-side models every K rounds (0 = never; `sfl` defaults to 1)",
+                          "SplitFed", low=0, high=10**8)
+    migration: bool = _f(True, "charge the migration of blocks when a cut changes between rounds")
+    bits_per_element: int = _f(32, "bits per transmitted activation/gradient element", low=1, high=64)
+    devices: DevicesConfig = field(default_factory=DevicesConfig, metadata={"doc": "client devices"})
+    server: ServerConfig = field(default_factory=ServerConfig, metadata={"doc": "edge server"})
+    channel: ChannelConfig = field(default_factory=ChannelConfig, metadata={"doc": "wireless channel"})
+    training: TrainingConfig = field(default_factory=TrainingConfig, metadata={"doc": "real split training"})
+
+    @property
+    def per_device_cuts(self) -> bool:
+        """True when every client has its own cut (EdgeSplit)."""
+        return self.scheme == "edgesplit"
+
+    @property
+    def effective_sync_period(self) -> int:
+        """Rounds between FedAvg syncs (0 = never); ``sfl`` syncs every round unless set."""
+        if self.scheme == "sfl" and self.sync_period == 0:
+            return 1
+        return self.sync_period
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def replace(self, **overrides: Any) -> "Scenario":
+        """A new validated scenario with top-level or dotted-key overrides."""
+        return build_scenario(self.to_dict(), overrides)
+
+
+# ---------------------------------------------------------------------------------------------------
+# loading and validation
+
+def _nested_types() -> dict[type, dict[str, type]]:
+    return {Scenario: {"devices": DevicesConfig, "server": ServerConfig, "channel": ChannelConfig,
+                       "training": TrainingConfig}}
+
+
+def parse_overrides(items: Iterable[str] | dict | None) -> dict[str, Any]:
+    """``["phi=0.3", "channel.correlation=0.5"]`` -> ``{"phi": 0.3, "channel.correlation": 0.5}``."""
+    if items is None:
+        return {}
+    if isinstance(items, dict):
+        return dict(items)
+    out: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise ScenarioError(f"--set {item!r}: expected key=value")
+        key, _, raw = item.partition("=")
+        key = key.strip()
+        if not key:
+            raise ScenarioError(f"--set {item!r}: empty key")
+        try:
+            out[key] = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError:
+            out[key] = raw
+    return out
+
+
+def _apply_override(cfg: dict, key: str, value: Any) -> None:
+    parts = key.split(".")
+    node = cfg
+    for i, part in enumerate(parts[:-1]):
+        if not isinstance(node.get(part), dict):
+            raise ScenarioError(f"{'.'.join(parts[: i + 1])}: unknown section; allowed: "
+                                f"{sorted(k for k, v in node.items() if isinstance(v, dict))}")
+        node = node[part]
+    if parts[-1] not in node:
+        raise ScenarioError(f"{key}: unknown key; allowed: {sorted(node)}")
+    node[parts[-1]] = value
+
+
+def _merge(base: dict, user: dict, prefix: str = "") -> dict:
+    for key, value in user.items():
+        full = f"{prefix}{key}"
+        if key not in base:
+            raise ScenarioError(f"{full}: unknown key; allowed: {sorted(base)}")
+        if isinstance(base[key], dict):
+            if not isinstance(value, dict):
+                raise ScenarioError(f"{full}: expected a mapping of {sorted(base[key])}, got {value!r}")
+            _merge(base[key], value, full + ".")
+        else:
+            base[key] = value
+    return base
+
+
+def _describe(meta: dict) -> str:
+    if meta.get("choices"):
+        return f"one of {list(meta['choices'])}"
+    lo, hi = meta.get("low"), meta.get("high")
+    if lo is not None and hi is not None:
+        return f"in [{lo:g}, {hi:g}]"
+    return "a valid value"
+
+
+def _check_number(key: str, value: Any, kind: type, meta: dict) -> Any:
+    if kind is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, float) and value.is_integer():
+                value = int(value)
+            else:
+                raise ScenarioError(f"{key}: expected an integer {_describe(meta)}, got {value!r}")
+    else:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ScenarioError(f"{key}: expected a number {_describe(meta)}, got {value!r}")
+        value = float(value)
+    lo, hi = meta.get("low"), meta.get("high")
+    if (lo is not None and value < lo) or (hi is not None and value > hi) or value != value:
+        raise ScenarioError(f"{key}: {value!r} is out of range; allowed {_describe(meta)}")
+    return value
+
+
+def _check_field(key: str, value: Any, kind: Any, meta: dict) -> Any:
+    if value is None:
+        if meta.get("nullable"):
+            return None
+        raise ScenarioError(f"{key}: must be set ({_describe(meta)})")
+    if meta.get("choices") is not None:
+        if value not in meta["choices"]:
+            raise ScenarioError(f"{key}: {value!r} is not allowed; allowed: {list(meta['choices'])}")
+        return value
+    if kind in (int, float):
+        return _check_number(key, value, kind, meta)
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise ScenarioError(f"{key}: expected true or false, got {value!r}")
+        return value
+    if kind is str:
+        if not isinstance(value, str) or not value:
+            raise ScenarioError(f"{key}: expected a non-empty string, got {value!r}")
+        return value
+    if kind is list:
+        if not isinstance(value, (list, tuple)):
+            raise ScenarioError(f"{key}: expected a list, got {value!r}")
+        if meta.get("low") is not None:  # a [low, high] numeric range
+            if len(value) != 2:
+                raise ScenarioError(f"{key}: expected [low, high] with values {_describe(meta)}, got {value!r}")
+            lo, hi = (_check_number(f"{key}[{i}]", v, float, meta) for i, v in enumerate(value))
+            if lo > hi:
+                raise ScenarioError(f"{key}: low {lo:g} exceeds high {hi:g}")
+            return [lo, hi]
+        return list(value)
+    return value
+
+
+def _build(cls: type, cfg: dict, prefix: str = "") -> Any:
+    nested = _nested_types().get(cls, {})
+    kwargs = {}
+    hints = {f.name: f for f in dataclasses.fields(cls)}
+    for name, fld in hints.items():
+        key = f"{prefix}{name}"
+        value = cfg[name]
+        if name in nested:
+            kwargs[name] = _build(nested[name], value, key + ".")
+            continue
+        kind = {"int": int, "float": float, "str": str, "bool": bool, "list": list}.get(
+            fld.type if isinstance(fld.type, str) else getattr(fld.type, "__name__", ""), Any)
+        kwargs[name] = _check_field(key, value, kind, dict(fld.metadata))
+    return cls(**kwargs)
+
+
+def _defaults() -> dict:
+    return dataclasses.asdict(Scenario())
+
+
+def _validate_classes(classes: list, prefix: str) -> list[dict]:
+    names = {f.name for f in dataclasses.fields(DeviceClass)}
+    out = []
+    for i, item in enumerate(classes):
+        key = f"{prefix}[{i}]"
+        if not isinstance(item, dict):
+            raise ScenarioError(f"{key}: expected a mapping of {sorted(names)}")
+        merged = _merge(dataclasses.asdict(DeviceClass()), item, key + ".")
+        out.append(dataclasses.asdict(_build(DeviceClass, merged, key + ".")))
+    return out
+
+
+def _cross_checks(s: Scenario) -> None:
+    if s.num_subchannels < s.num_clients:
+        raise ScenarioError(f"num_subchannels: {s.num_subchannels} is fewer than num_clients={s.num_clients}; "
+                            f"allowed: num_subchannels >= num_clients (every client needs a subchannel)")
+    if s.scheme in ("psl", "sfl", "edgesplit") and s.phi != 0.0:
+        extra = " (per-device cuts require phi = 0)" if s.scheme == "edgesplit" else ""
+        raise ScenarioError(f"phi: {s.phi:g} is not allowed with scheme={s.scheme!r}{extra}; allowed: 0")
+    corr = s.channel.correlation
+    if corr != "doppler" and (isinstance(corr, bool) or not isinstance(corr, (int, float)) or not 0 <= corr <= 1):
+        raise ScenarioError(f"channel.correlation: {corr!r} is not allowed; allowed: a number in [0, 1] or 'doppler'")
+    if s.devices.kind == "classes":
+        total = sum(c["count"] for c in s.devices.classes)
+        if total != s.num_clients:
+            raise ScenarioError(f"devices.classes: counts sum to {total}, but num_clients={s.num_clients}; "
+                                "allowed: counts summing to num_clients")
+    if s.channel.kind == "trace" and not s.channel.trace_file:
+        raise ScenarioError("channel.trace_file: must be set when channel.kind is 'trace'")
+
+
+def build_scenario(cfg: dict | None = None, overrides: Iterable[str] | dict | None = None) -> Scenario:
+    """Defaults, then ``cfg`` (a scenario mapping), then ``overrides``; validated."""
+    merged = _defaults()
+    if cfg is not None:
+        if not isinstance(cfg, dict):
+            raise ScenarioError(f"scenario: expected a mapping of {sorted(merged)}, got {type(cfg).__name__}")
+        _merge(merged, copy.deepcopy(cfg))
+    for key, value in parse_overrides(overrides).items():
+        _apply_override(merged, key, value)
+    classes = merged["devices"].get("classes") or []
+    if not isinstance(classes, list):
+        raise ScenarioError("devices.classes: expected a list of device classes")
+    merged["devices"]["classes"] = _validate_classes(classes, "devices.classes")
+    if isinstance(merged["channel"].get("correlation"), int) and not isinstance(merged["channel"]["correlation"], bool):
+        merged["channel"]["correlation"] = float(merged["channel"]["correlation"])
+    scenario = _build(Scenario, merged)
+    _cross_checks(scenario)
+    return scenario
+
+
+def available_scenarios() -> list[str]:
+    """Names of the scenarios shipped in ``psl_env/scenarios``."""
+    return sorted(p.stem for p in SCENARIO_DIR.glob("*.yaml"))
+
+
+def load_scenario(name_or_path: str | Path | dict | Scenario | None = None,
+                  overrides: Iterable[str] | dict | None = None) -> Scenario:
+    """A scenario by shipped name, YAML path, mapping or ``Scenario``, with overrides applied."""
+    if isinstance(name_or_path, Scenario):
+        return name_or_path.replace(**parse_overrides(overrides)) if overrides else name_or_path
+    if name_or_path is None or isinstance(name_or_path, dict):
+        return build_scenario(name_or_path, overrides)
+    path = Path(name_or_path)
+    if not path.exists():
+        shipped = SCENARIO_DIR / f"{name_or_path}.yaml"
+        if not shipped.exists():
+            raise ScenarioError(f"scenario: {str(name_or_path)!r} is neither a file nor a shipped scenario; "
+                                f"allowed: {available_scenarios()} or a path to a .yaml file")
+        path = shipped
+    try:
+        cfg = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ScenarioError(f"scenario: {path.name} is not valid YAML ({str(err).splitlines()[0]})") from None
+    cfg = cfg or {}
+    if isinstance(cfg, dict) and "name" not in cfg:
+        cfg["name"] = path.stem
+    return build_scenario(cfg, overrides)
+
+
+def scenario_reference_markdown() -> str:
+    """The table of every key, its default, allowed values and provenance (for docs/scenario.md)."""
+    rows = ["| key | default | allowed | source | meaning |", "|---|---|---|---|---|"]
+
+    def walk(cls: type, prefix: str) -> None:
+        nested = _nested_types().get(cls, {})
+        inst = cls()
+        for fld in dataclasses.fields(cls):
+            key = prefix + fld.name
+            if fld.name in nested:
+                walk(nested[fld.name], key + ".")
+                continue
+            meta = fld.metadata
+            default = getattr(inst, fld.name)
+            allowed = _describe(dict(meta)) if (meta.get("choices") or meta.get("low") is not None) else ""
+            rows.append(f"| `{key}` | `{default!r}` | {allowed} | {meta.get('source', '')} | {meta.get('doc', '')} |")
+
+    walk(Scenario, "")
+    return "\n".join(rows) + "\n"
