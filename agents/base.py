@@ -1,0 +1,32 @@
+"""The one interface of every decision maker: optimizers, heuristics, the oracle and trained policies."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+from psl_env.system.latency import LatencyModel
+from psl_env.system.state import Allocation, RoundState
+
+
+class DecisionMaker(ABC):
+    """Decides one round's allocation from what the scheduler observes.
+
+    Callers pass ``state.observed()``: the gains a decision sees are the observed ones (stale under
+    delayed CSI); the round is priced afterwards on the true gains. A decision maker may keep state
+    across rounds (``reset`` starts an episode).
+
+    Args:
+        model: the scenario's latency model (profile, scheme, radio constants).
+    """
+
+    name: str = "decision-maker"
+
+    def __init__(self, model: LatencyModel) -> None:
+        self.model = model
+
+    def reset(self, seed: int | None = None) -> None:
+        """Start an episode (reseed any randomness)."""
+
+    @abstractmethod
+    def decide(self, state: RoundState) -> Allocation:
+        """A feasible allocation for ``state`` (cuts, subchannel owners, powers)."""

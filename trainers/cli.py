@@ -1,0 +1,65 @@
+"""The ``psl`` command line: one subcommand per job, each in its own module.
+
+Every subcommand validates its input and fails with one line naming the bad key or value and what
+is allowed, exit code 2, before writing anything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# subcommand -> (module, help). Each module offers add_arguments(parser) and run(args) -> int.
+COMMANDS = {
+    "profile": ("trainers.profile_cmd", "profile a model per cut candidate (FLOPs, bits, memory)"),
+    "latency": ("trainers.latency_report", "latency report of reference allocations on a scenario"),
+    "scenario": ("trainers.scenario_cmd", "show a scenario with overrides applied, or list the shipped ones"),
+    "bench": ("trainers.bench", "benchmark decision makers on the same seeded rounds"),
+    "train": ("trainers.train", "train an RL scheduling agent"),
+    "demo": ("trainers.demo", "the main job on the default scenario"),
+}
+
+
+class UsageError(Exception):
+    """Bad input from the user: printed as one line, exit code 2."""
+
+
+def add_scenario_arguments(parser: argparse.ArgumentParser, default: str | None = "epsl-resnet18") -> None:
+    """``--scenario NAME_OR_PATH`` and repeatable ``--set key=value``."""
+    parser.add_argument("--scenario", default=default, help="shipped scenario name or YAML path")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a scenario key (repeatable; dotted keys reach nested settings)")
+
+
+def _available(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="psl", description="psl-gym: schedule parallel split learning "
+                                                             "over wireless edge networks")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, (module, help_text) in COMMANDS.items():
+        if not _available(module):
+            continue
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        importlib.import_module(module).add_arguments(p)
+        p.set_defaults(_module=module)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from psl_env.system.scenario import ScenarioError
+
+    try:
+        return int(importlib.import_module(args._module).run(args) or 0)
+    except (UsageError, ScenarioError) as err:
+        print(f"psl {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
