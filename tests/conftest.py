@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import os
 
-import pytest
+# Two xdist workers on two cores: one torch thread each, or they fight over the cores.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
+
+import pytest  # noqa: E402
 
 
 @pytest.fixture(autouse=True)

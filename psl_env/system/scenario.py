@@ -234,6 +234,12 @@ def _describe(meta: dict) -> str:
 
 
 def _check_number(key: str, value: Any, kind: type, meta: dict) -> Any:
+    if isinstance(value, str):
+        # YAML 1.1 reads "1e9" (no dot) as a string; accept numeric strings for numeric keys.
+        try:
+            value = float(value)
+        except ValueError:
+            pass
     if kind is int:
         if isinstance(value, bool) or not isinstance(value, int):
             if isinstance(value, float) and value.is_integer():
