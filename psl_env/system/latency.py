@@ -96,6 +96,15 @@ class LatencyModel:
     def client_rates(self, gains: np.ndarray, owner: np.ndarray, power_w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Uplink R_i and downlink RD_i per client, bit/s, shape [..., N]."""
         n, m = gains.shape[-2:]
+        if owner.ndim == 1:  # one round: the hot path of single environments and optimizers
+            used = owner >= 0
+            g_sel = gains[owner, self._subchannels]
+            bins = np.where(used, owner, n)
+            up_sc = self.subchannel_rates(g_sel, power_w)
+            down_sc = self.subchannel_rates(g_sel, self.server_power_w)
+            # Unused subchannels (owner -1 read the last client's gain) land in bin n, dropped.
+            return (np.bincount(bins, up_sc, minlength=n + 1)[:n],
+                    np.bincount(bins, down_sc, minlength=n + 1)[:n])
         batch = owner.shape[:-1]
         k = int(np.prod(batch)) if batch else 1
         owner2 = owner.reshape(k, m)
@@ -119,8 +128,8 @@ class LatencyModel:
         cut = np.asarray(cut)
         rate_up, rate_down = self.client_rates(gains, owner, power_w)
         with np.errstate(divide="ignore", invalid="ignore"):
-            inv_up = np.where(rate_up > 0, 1.0 / rate_up, np.inf)
-            inv_down = np.where(rate_down > 0, 1.0 / rate_down, np.inf)
+            inv_up = 1.0 / rate_up  # inf for a client without a subchannel
+            inv_down = 1.0 / rate_down
             t_fwd = self.fwd_batch[cut] / client_flops
             t_bwd = self.bwd_batch[cut] / client_flops
             t_up = self.act_batch_bits[cut] * inv_up
