@@ -1,0 +1,8 @@
+"""The real split-training engine (SPEC 5), its datasets and client partitions (needs torch)."""
+
+from .datasets import DATASETS, Dataset, load_dataset
+from .engine import EvalResult, RoundResult, SplitTrainingEngine, resolve_model
+from .partition import PARTITIONS, label_skew, make_partition
+
+__all__ = ["DATASETS", "Dataset", "load_dataset", "PARTITIONS", "make_partition", "label_skew",
+           "SplitTrainingEngine", "RoundResult", "EvalResult", "resolve_model"]
