@@ -26,7 +26,7 @@ from psl_env.models import build_model
 from psl_env.system.allocation import fixed_allocation
 from psl_env.system.scenario import load_scenario
 from psl_env.system.simulator import NetworkSimulator
-from psl_env.training.engine import SplitTrainingEngine, _ClientSampler
+from psl_env.training.engine import SplitTrainingEngine, ClientSampler
 
 BASE = "digits-train"  # small-cnn, N=5, b=32, lr 0.05, momentum 0.9, eval every 10 rounds
 CUT = 2
@@ -58,7 +58,7 @@ def ms_plain(rounds: int, threads: int = 1) -> float:
     torch.manual_seed(0)
     model = build_model("small-cnn", eng.data.input_shape, eng.data.num_classes)
     opt = torch.optim.SGD(model.parameters(), lr=s.training.lr, momentum=s.training.momentum)
-    sampler = _ClientSampler([torch.from_numpy(p.astype(np.int64)) for p in eng.partitions], s.batch_size, 0)
+    sampler = ClientSampler([torch.from_numpy(p.astype(np.int64)) for p in eng.partitions], s.batch_size, 0)
     x_all, y_all = eng.data.x_train, eng.data.y_train
 
     def step() -> float:

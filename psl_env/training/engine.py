@@ -213,7 +213,7 @@ def _param_bits(modules) -> int:
     return int(sum(p.numel() * p.element_size() * 8 for m in modules for p in m.parameters()))
 
 
-class _ClientSampler:
+class ClientSampler:
     """Epoch-wise shuffled mini-batches of every client's partition, from one torch generator."""
 
     def __init__(self, parts: list[torch.Tensor], batch_size: int, seed: int) -> None:
@@ -321,7 +321,7 @@ class SplitTrainingEngine:
             {k: copy.deepcopy(self._proto.blocks[k]) for k in range(int(cut0[i]))} for i in range(n)]
         self._server: dict[int, nn.Module] = {
             k: copy.deepcopy(self._proto.blocks[k]) for k in range(int(cut0.min()), L)}
-        self._sampler = _ClientSampler([torch.from_numpy(p.astype(np.int64)) for p in self.partitions],
+        self._sampler = ClientSampler([torch.from_numpy(p.astype(np.int64)) for p in self.partitions],
                                        b, seeds[2])
         self._x, self._y = self.data.x_train, self.data.y_train
         self._rows = torch.arange(n * b)
