@@ -1,0 +1,84 @@
+"""Simple reference decision makers: fixed ("no optimization"), random and greedy (SPEC 7)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from psl_env.system.allocation import fixed_allocation
+from psl_env.system.latency import LatencyModel
+from psl_env.system.solvers import ResourceContext, solve_fixed_cut
+from psl_env.system.state import Allocation, RoundState
+
+from .base import DecisionMaker
+
+
+class FixedDecisionMaker(DecisionMaker):
+    """The "no optimization" counterpart: middle cut, round-robin subchannels, equal power.
+
+    The same allocation every round (``psl_env.system.allocation.fixed_allocation``); with a
+    per-device-cut scheme every device gets the middle cut (PSL with a fixed common cut and equal
+    bandwidth).
+    """
+
+    name = "fixed"
+
+    def decide(self, state: RoundState) -> Allocation:
+        return fixed_allocation(self.model.num_blocks, state.power_budget_w, state.num_subchannels)
+
+
+class RandomDecisionMaker(DecisionMaker):
+    """A uniformly random feasible allocation, seeded.
+
+    The cut is uniform over 1..L-1 (one per device with a per-device-cut scheme); every client gets
+    one subchannel of a random permutation and the rest go to uniformly random clients; each client
+    splits its budget over its subchannels with Dirichlet(1) fractions.
+
+    Args:
+        model: the scenario's latency model.
+        seed: seed of the generator (``reset(seed)`` reseeds it).
+    """
+
+    name = "random"
+
+    def __init__(self, model: LatencyModel, seed: int = 0) -> None:
+        super().__init__(model)
+        self.seed = seed
+        self.rng = np.random.default_rng(seed)
+
+    def reset(self, seed: int | None = None) -> None:
+        self.rng = np.random.default_rng(self.seed if seed is None else seed)
+
+    def decide(self, state: RoundState) -> Allocation:
+        n, m = state.num_clients, state.num_subchannels
+        rng = self.rng
+        cut = rng.integers(1, self.model.num_blocks, size=1 if self.model.common_cut else n)
+        cut = np.broadcast_to(cut, (n,)).astype(np.int64)
+        perm = rng.permutation(m)
+        owner = np.empty(m, dtype=np.int64)
+        owner[perm[:n]] = rng.permutation(n)
+        owner[perm[n:]] = rng.integers(0, n, size=m - n)
+        weights = rng.exponential(size=m)  # normalized per client: Dirichlet(1) fractions
+        per_client = np.bincount(owner, weights=weights, minlength=n)
+        power = weights / per_client[owner] * state.power_budget_w[owner]
+        return Allocation(cut, owner, power)
+
+
+class GreedyDecisionMaker(DecisionMaker):
+    """Best common cut with the bottleneck-greedy assignment and water-filled power, no refinement.
+
+    For every cut: each client takes its best subchannel, then the client with the longest modeled
+    time takes its best free subchannel until none is left (``ResourceContext.greedy``), with
+    water-filling power; the cut with the lowest modeled latency wins. EPSL-BCD without its BCD.
+    """
+
+    name = "greedy"
+
+    def decide(self, state: RoundState) -> Allocation:
+        state = state.observed()
+        ctx = ResourceContext.of(self.model, state)
+        best, best_alloc = np.inf, None
+        for cut in range(1, self.model.num_blocks):
+            alloc, latency = solve_fixed_cut(self.model, state, cut, refine=False, context=ctx)
+            if latency < best:
+                best, best_alloc = latency, alloc
+        return best_alloc
