@@ -1,0 +1,241 @@
+"""``psl bench``: every decision maker on the same seeded rounds; tables, plots and traces.
+
+For each episode e (seed S + e), every method gets its own ``NetworkSimulator`` reset with that
+seed, so the devices and the channel's random draws are the same for all methods. With a fixed
+fading correlation (``channel.correlation`` a number) and no mobility, every method sees exactly the
+same gains round by round. With ``correlation: doppler`` (or ``mobility``) the next round's gains
+depend on this round's latency, so trajectories diverge after round 0 and the per-round gap to
+the oracle compares different channel draws. Each method also carries its own previous cut
+(migration), so a method can come in below the oracle on a round; ``rounds_below`` counts that.
+
+Decisions see ``state.observed()``; rounds are priced on the true gains. Outputs in ``--out``:
+results.json (figures per method, the scenario, the command), results.md, results.csv,
+rounds.csv (every round), latency.png, phases.png, latency_cdf.png and, with ``--trace``,
+trace.jsonl (docs/round-trace.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import shlex
+import time
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+
+from agents.base import DecisionMaker
+from agents.registry import available_decision_makers, make_decision_maker, split_specs
+from psl_env.models.profile import load_profile
+from psl_env.system.latency import PHASES, LatencyModel
+from psl_env.system.scenario import Scenario, ScenarioError, load_scenario
+from psl_env.system.simulator import NetworkSimulator
+from psl_env.system.state import InfeasibleAllocation, check_allocation
+from psl_env.system.trace import RoundTraceWriter, trace_record
+
+from .cli import UsageError, add_scenario_arguments
+from .plots import plot_benchmark
+from .report import gap_summary, summarize_rounds, write_results
+
+DEFAULT_METHODS = "epsl-bcd,greedy,fixed,random"
+ROUND_FIELDS = ("method", "episode", "round", "total", *PHASES, "decision_ms", "cut")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_scenario_arguments(parser)
+    parser.add_argument("--methods", default=DEFAULT_METHODS,
+                        help=f"comma-separated decision makers, NAME or NAME:ARG (built-in: "
+                             f"{', '.join(available_decision_makers())}); default {DEFAULT_METHODS}")
+    parser.add_argument("--rounds", type=int, default=None, help="rounds per episode (default: the scenario's)")
+    parser.add_argument("--episodes", type=int, default=3, help="episodes, seeded SEED, SEED+1, ... (default 3)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the first episode (default 0)")
+    parser.add_argument("--out", default="runs/bench", help="output folder (default runs/bench)")
+    parser.add_argument("--trace", action="store_true", help="also write every round to trace.jsonl")
+    parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+
+
+def bench_command(scenario: str, overrides: Iterable[str], methods: list[str], rounds: int, episodes: int,
+                  seed: int, out_dir: str | Path | None, trace: bool) -> str:
+    """The ``psl bench`` command line that reproduces a run."""
+    parts = ["psl", "bench", "--scenario", scenario]
+    for item in overrides:
+        parts += ["--set", item]
+    parts += ["--methods", ",".join(methods), "--rounds", str(rounds), "--episodes", str(episodes),
+              "--seed", str(seed)]
+    if out_dir is not None:
+        parts += ["--out", str(out_dir)]
+    if trace:
+        parts.append("--trace")
+    return shlex.join(parts)
+
+
+def _prepare(scenario: Scenario | str, methods: list[str], rounds: int | None, episodes: int, seed: int,
+             decision_makers: dict[str, DecisionMaker] | None, overrides: Iterable[str] | None):
+    """Validate everything and build the decision makers; raises ValueError before any output."""
+    scen = load_scenario(scenario, list(overrides or []) or None)
+    if not methods:
+        raise ValueError("--methods: give at least one decision maker; allowed: "
+                         f"{available_decision_makers()}")
+    dupes = sorted({m for m in methods if methods.count(m) > 1})
+    if dupes:
+        raise ValueError(f"--methods: {dupes} listed more than once")
+    rounds = scen.rounds if rounds is None else rounds
+    if isinstance(rounds, bool) or not isinstance(rounds, (int, np.integer)) or rounds < 1:
+        raise ValueError(f"--rounds: {rounds!r} is not allowed; allowed: an integer >= 1")
+    if isinstance(episodes, bool) or not isinstance(episodes, (int, np.integer)) or episodes < 1:
+        raise ValueError(f"--episodes: {episodes!r} is not allowed; allowed: an integer >= 1")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**32 - episodes:
+        raise ValueError(f"--seed: {seed!r} is not allowed; allowed: an integer in [0, 2^32 - episodes)")
+    profile = load_profile(scen.model)
+    model = LatencyModel(scen, profile)
+    given = decision_makers or {}
+    dms = {}
+    for spec in methods:
+        dms[spec] = given[spec] if spec in given else make_decision_maker(spec, model, seed)
+    return scen, profile, model, dms, int(rounds)
+
+
+def run_benchmark(scenario: Scenario | str, methods: list[str], rounds: int | None = None, episodes: int = 3,
+                  seed: int = 0, out_dir: str | Path | None = None, trace: bool = False,
+                  decision_makers: dict[str, DecisionMaker] | None = None, *, overrides: Iterable[str] | None = None,
+                  progress: bool = False, num_resamples: int = 2000) -> dict:
+    """Run every method on the same seeded rounds and summarize.
+
+    Args:
+        scenario: a ``Scenario`` or a shipped name / YAML path.
+        methods: decision-maker specs (``NAME`` or ``NAME:ARG``, see ``agents.registry``); a name
+            found in ``decision_makers`` uses that object instead of the registry.
+        rounds: rounds per episode (default: the scenario's ``rounds``).
+        episodes: episodes, seeded ``seed``, ``seed + 1``, ...
+        seed: seed of the first episode (also of the bootstrap and of seeded decision makers).
+        out_dir: write results.json/.md/.csv, rounds.csv and the plots there (None: write nothing).
+        trace: also write ``trace.jsonl`` (needs ``out_dir``).
+        decision_makers: ready decision makers by name (e.g. trained policies).
+        overrides: ``key=value`` scenario overrides.
+        progress: show a tqdm progress bar.
+        num_resamples: bootstrap resamples of the CI.
+
+    Returns:
+        ``{"scenario", "command", "rounds", "episodes", "seed", "episode_seeds", "methods": {name:
+        figures}, "per_round": {name: {"latency_s", "episode", "round", "decision_ms", phases...}}}``;
+        results.json holds the same without ``per_round``.
+
+    Raises:
+        ValueError: bad input, detected before anything runs or is written.
+    """
+    methods = list(methods)
+    overrides = list(overrides or [])
+    scen, profile, model, dms, rounds = _prepare(scenario, methods, rounds, episodes, seed, decision_makers,
+                                                 overrides)
+    if trace and out_dir is None:
+        raise ValueError("trace: needs an output folder")
+    out = None if out_dir is None else Path(out_dir)
+    if out is not None and out.exists() and not out.is_dir():
+        raise ValueError(f"--out: {str(out)!r} exists and is not a folder")
+    scenario_ref = scenario if isinstance(scenario, str) else scen.name
+    command = bench_command(str(scenario_ref), overrides, methods, rounds, episodes, seed, out_dir, trace)
+    episode_seeds = [int(seed) + e for e in range(episodes)]
+
+    sims = {name: NetworkSimulator(scen, profile) for name in methods}
+    columns = {name: {k: [] for k in ("latency_s", "episode", "round", "decision_ms", *PHASES)} for name in methods}
+    cuts: dict[str, list] = {name: [] for name in methods}
+    writer = None
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        writer = RoundTraceWriter(out / "trace.jsonl") if trace else None
+    from tqdm import tqdm
+
+    bar = tqdm(total=episodes * len(methods) * rounds, desc=f"bench {scen.name}", unit="round",
+               disable=not progress, leave=False)
+    try:
+        for ep, ep_seed in enumerate(episode_seeds):
+            for name in methods:
+                sim, dm, col = sims[name], dms[name], columns[name]
+                dm.reset(ep_seed)
+                state = sim.reset(ep_seed)
+                for rnd in range(rounds):
+                    observed = state.observed()
+                    t0 = time.perf_counter()
+                    try:
+                        alloc = dm.decide(observed)
+                    except ValueError as err:  # not bad input any more: a failure of the method
+                        raise RuntimeError(f"{name}: failed in episode {ep} round {rnd}: {err}") from err
+                    dt_ms = 1e3 * (time.perf_counter() - t0)
+                    try:
+                        check_allocation(alloc, state, model.num_blocks, model.common_cut)
+                    except InfeasibleAllocation as err:
+                        raise RuntimeError(f"{name}: infeasible allocation in episode {ep} round {rnd}: {err}") from None
+                    lat, nxt = sim.step(alloc)
+                    col["latency_s"].append(lat.total)
+                    col["episode"].append(ep)
+                    col["round"].append(rnd)
+                    col["decision_ms"].append(dt_ms)
+                    for phase in PHASES:
+                        col[phase].append(getattr(lat, phase))
+                    cuts[name].append(alloc.cut.tolist())
+                    if writer is not None:
+                        writer.write(trace_record(sim.latency_model, state, alloc, lat, name,
+                                                  {"decision_ms": dt_ms, "seed": ep_seed}))
+                    state = nxt
+                    bar.update(1)
+    finally:
+        bar.close()
+        if writer is not None:
+            writer.close()
+
+    per_round = {name: {k: np.asarray(v) for k, v in col.items()} for name, col in columns.items()}
+    stats = {}
+    for name in methods:
+        pr = per_round[name]
+        stats[name] = summarize_rounds(pr["latency_s"], pr["episode"], pr["decision_ms"],
+                                       {k: pr[k] for k in PHASES}, np.asarray(cuts[name]), seed, num_resamples)
+    oracle = next((m for m in methods if m.partition(":")[0] == "oracle"), None)
+    if oracle is not None:
+        for name in methods:
+            stats[name]["gap_to_oracle"] = gap_summary(per_round[name]["latency_s"], per_round[oracle]["latency_s"])
+    results = {
+        "scenario": scen.to_dict(),
+        "command": command,
+        "rounds": rounds,
+        "episodes": episodes,
+        "seed": seed,
+        "episode_seeds": episode_seeds,
+        "methods": stats,
+    }
+    if oracle is not None:
+        results["oracle"] = oracle
+    if out is not None:
+        write_results(results, out, title=f"Benchmark on {scen.name}")
+        _write_rounds(per_round, cuts, out / "rounds.csv")
+        plot_benchmark(results, per_round, out)
+    results["per_round"] = per_round
+    return results
+
+
+def _write_rounds(per_round: dict, cuts: dict, path: Path) -> None:
+    with path.open("w", newline="") as fh:
+        writer = csv.writer(fh, lineterminator="\n")
+        writer.writerow(ROUND_FIELDS)
+        for name, pr in per_round.items():
+            for i in range(pr["latency_s"].size):
+                writer.writerow([name, int(pr["episode"][i]), int(pr["round"][i]), repr(float(pr["latency_s"][i])),
+                                 *(repr(float(pr[p][i])) for p in PHASES), f"{pr['decision_ms'][i]:.4f}",
+                                 " ".join(str(c) for c in cuts[name][i])])
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        methods = split_specs(args.methods)
+        results = run_benchmark(args.scenario, methods, args.rounds, args.episodes, args.seed, args.out, args.trace,
+                                overrides=args.overrides, progress=args.progress)
+    except ScenarioError:
+        raise
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+    out = Path(args.out)
+    print((out / "results.md").read_text())
+    print(f"wrote {out}/results.json, results.md, results.csv, rounds.csv, latency.png, phases.png, "
+          f"latency_cdf.png" + (", trace.jsonl" if args.trace else ""))
+    del results
+    return 0
