@@ -33,7 +33,7 @@ import numpy as np
 
 from psl_env.system.allocation import equal_power
 from psl_env.system.latency import LatencyModel
-from psl_env.system.solvers import CutCost, ResourceContext
+from psl_env.system.solvers import CutCost, ResourceContext, solve_fixed_cut
 from psl_env.system.state import Allocation, RoundState
 
 from .base import DecisionMaker
@@ -66,12 +66,14 @@ class EdgeSplitAltOptimizer(DecisionMaker):
         power: ``"waterfill"`` or ``"equal"`` power on the mapped subchannels.
         share_gain: the flat-channel gain of the share relaxation, ``"mean"`` or ``"best"``.
         grid: points of the share grid of the bisection.
+        polish: ours, not EdgeSplit's: re-solve subchannels and power for the final cuts with the
+            EPSL-BCD inner solver (``solve_resources``) and keep that if it is faster.
     """
 
     name = "edgesplit-alt"
 
     def __init__(self, model: LatencyModel, max_iter: int = 10, power: str = "waterfill",
-                 share_gain: str = "mean", grid: int = 256) -> None:
+                 share_gain: str = "mean", grid: int = 256, polish: bool = False) -> None:
         super().__init__(model)
         if power not in POWER_MODES:
             raise ValueError(f"power: {power!r} is not allowed; allowed: {list(POWER_MODES)}")
@@ -83,6 +85,7 @@ class EdgeSplitAltOptimizer(DecisionMaker):
         self.power = power
         self.share_gain = share_gain
         self.grid = int(grid)
+        self.polish = bool(polish)
         self.cuts = np.arange(1, model.num_blocks)
 
     # -- the two blocks -----------------------------------------------------------------------------
@@ -202,4 +205,8 @@ class EdgeSplitAltOptimizer(DecisionMaker):
             order = np.lexsort((np.arange(n), -finish))
             if tuple(counts.tolist()) in seen:
                 break
+        if self.polish:
+            alloc, val = solve_fixed_cut(model, state, best.cut, context=ctx)
+            if val < best_val:
+                best = alloc
         return best

@@ -16,14 +16,28 @@ class FixedDecisionMaker(DecisionMaker):
     """The "no optimization" counterpart: middle cut, round-robin subchannels, equal power.
 
     The same allocation every round (``psl_env.system.allocation.fixed_allocation``); with a
-    per-device-cut scheme every device gets the middle cut (PSL with a fixed common cut and equal
+    per-device-cut scheme every device gets the same cut (PSL with a fixed common cut and equal
     bandwidth).
+
+    Args:
+        model: the scenario's latency model.
+        cut: the common cut, 1..L-1 (default: the middle cut L // 2).
     """
 
     name = "fixed"
 
+    def __init__(self, model: LatencyModel, cut: int | None = None) -> None:
+        super().__init__(model)
+        if cut is not None and (isinstance(cut, bool) or not isinstance(cut, (int, np.integer))
+                                or not 1 <= cut <= model.num_blocks - 1):
+            raise ValueError(f"cut: {cut!r} is not allowed; allowed: an integer in 1..{model.num_blocks - 1}")
+        self.cut = cut
+
     def decide(self, state: RoundState) -> Allocation:
-        return fixed_allocation(self.model.num_blocks, state.power_budget_w, state.num_subchannels)
+        alloc = fixed_allocation(self.model.num_blocks, state.power_budget_w, state.num_subchannels)
+        if self.cut is not None:
+            alloc = Allocation(np.full(state.num_clients, self.cut, dtype=np.int64), alloc.owner, alloc.power_w)
+        return alloc
 
 
 class RandomDecisionMaker(DecisionMaker):

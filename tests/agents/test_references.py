@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agents.references import FixedDecisionMaker, GreedyDecisionMaker, RandomDecisionMaker
 from psl_env.system.allocation import fixed_allocation
-from psl_env.system.state import check_allocation
+from psl_env.system.state import RoundState, check_allocation
 
 from .strategies import models, rounds
 
@@ -46,3 +47,14 @@ def test_random_is_seeded(data):
         np.testing.assert_array_equal(a.owner, b.owner)
         np.testing.assert_array_equal(a.cut, b.cut)
         np.testing.assert_array_equal(a.power_w, b.power_w)
+
+
+def test_fixed_cut_option():
+    from .strategies import model_for
+
+    model = model_for(2, 4, "edgesplit", 0.0, "unicast")
+    g = np.full((2, 4), 1e-10)
+    state = RoundState(0, 0, np.full(2, 1e10), np.full(2, 0.2), np.full(2, 4e9), g, g)
+    assert FixedDecisionMaker(model, cut=1).decide(state).cut.tolist() == [1, 1]
+    with pytest.raises(ValueError, match="cut"):
+        FixedDecisionMaker(model, cut=model.num_blocks)
