@@ -1,0 +1,529 @@
+"""Action codecs: each maps one action space to feasible ``Allocation``s (and back).
+
+The Dict action is the truth (cut, owner per subchannel, power fraction per subchannel); the other
+codecs are thin, low-dimensional encodings for Stable-Baselines3 agents that decode every output to
+a sensible, feasible allocation:
+
+===============  =====================================  ===============================================
+``action_type``  action space                           decoding
+===============  =====================================  ===============================================
+``dict``         Dict(cut, owner, power_fraction)       as given; clients left without a subchannel are
+                                                        repaired (``repair_owner``), fractions of a
+                                                        client summing above 1 are scaled down
+``box``          Box([-1, 1], C + N), float32           C cut scores (C = 1, or N with per-device
+                                                        cuts) + N client priorities -> weighted
+                                                        proportional-fair subchannels + water-filling
+``multidiscrete``MultiDiscrete([L-1]*C + [Q]*N)         the same with cut indices and Q priority levels
+``assisted``     Discrete(L-1) (or MultiDiscrete [N])   the cut(s) only; subchannels and power by the
+                                                        optimizer's inner solver (``solve_resources``)
+===============  =====================================  ===============================================
+
+Codecs work on batches (a leading axis K) so that the single and the vector environment share one
+implementation; ``decode`` / ``encode`` are the one-round conveniences on a ``RoundState``.
+Decoders only look at what a scheduler may see: the observed gains, budgets and compute rates.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+from gymnasium import spaces
+
+from ..system.allocation import repair_owner
+from ..system.latency import LatencyModel
+from ..system.state import Allocation, RoundState
+from .batch_alloc import anchor_candidates, gather_owned, priority_owner, uplink_need, water_fill_owned
+
+
+class InvalidAction(ValueError):
+    """An action is outside the codec's action space (wrong shape, out of bounds, NaN, ...)."""
+
+
+@dataclass
+class DecisionView:
+    """What a decision may see in K rounds, as arrays with a leading axis K.
+
+    Attributes:
+        gains: [K, N, M] observed gains.
+        power_budget_w: [K, N] power budgets.
+        client_flops: [K, N] compute rates.
+        memory_bytes: [K, N] memory caps.
+        prev_cut: [K, N] previous cuts (meaningful where ``has_prev``).
+        has_prev: [K] whether a previous round exists.
+        sync: [K] whether the round ends with a FedAvg sync.
+        rounds: [K] round indices.
+        states: builds the ``RoundState`` of round k (observed gains only), for solver-based codecs.
+    """
+
+    gains: np.ndarray
+    power_budget_w: np.ndarray
+    client_flops: np.ndarray
+    memory_bytes: np.ndarray
+    prev_cut: np.ndarray
+    has_prev: np.ndarray
+    sync: np.ndarray
+    rounds: np.ndarray
+    states: Callable[[int], RoundState] | None = None
+    _mean_gain: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def num_envs(self) -> int:
+        return self.gains.shape[0]
+
+    def mean_gain(self) -> np.ndarray:
+        """[K, N] mean observed gain of each client over the subchannels."""
+        if self._mean_gain is None:
+            self._mean_gain = self.gains.mean(axis=2)
+        return self._mean_gain
+
+    @classmethod
+    def of_state(cls, state: RoundState) -> "DecisionView":
+        """The view of one round (K = 1): the observed parts of ``state``."""
+        n = state.num_clients
+        has_prev = state.prev_cut is not None
+        prev = np.asarray(state.prev_cut, dtype=np.int64) if has_prev else np.zeros(n, dtype=np.int64)
+        return cls(state.observed_gains[None], state.power_budget_w[None], state.client_flops[None],
+                   state.memory_bytes[None], prev[None], np.array([has_prev]), np.array([bool(state.sync)]),
+                   np.array([state.round]), lambda k: state.observed())
+
+
+@dataclass
+class Decoded:
+    """K decoded allocations: cut [K, N], owner [K, M], power_w [K, M], and repair counts [K]."""
+
+    cut: np.ndarray
+    owner: np.ndarray
+    power_w: np.ndarray
+    repairs: np.ndarray
+    power_repairs: np.ndarray
+
+    def allocation(self, k: int = 0) -> Allocation:
+        return Allocation(self.cut[k].copy(), self.owner[k].copy(), self.power_w[k].copy())
+
+
+# ---------------------------------------------------------------------------------------------------
+# validation helpers
+
+def _as_array(action: Any, name: str) -> np.ndarray:
+    try:
+        arr = np.asarray(action)
+    except Exception as err:  # noqa: BLE001 - any conversion failure is an invalid action
+        raise InvalidAction(f"{name}: cannot read {type(action).__name__} as an array ({err})") from None
+    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
+        raise InvalidAction(f"{name}: expected numbers, got dtype {arr.dtype}")
+    return arr
+
+
+def _check_shape(arr: np.ndarray, shape: tuple[int, ...], name: str) -> None:
+    if arr.shape != shape:
+        raise InvalidAction(f"{name}: expected shape {shape}, got {arr.shape}")
+
+
+def _check_real(arr: np.ndarray, low: float, high: float, name: str) -> np.ndarray:
+    """Finite values in [low, high], as float64."""
+    arr = arr.astype(np.float64, copy=False)
+    if arr.size and not (arr.min() >= low and arr.max() <= high):
+        if np.isnan(arr).any():
+            raise InvalidAction(f"{name}: contains NaN")
+        bad = arr[(arr < low) | (arr > high)]
+        raise InvalidAction(f"{name}: values must lie in [{low:g}, {high:g}]; got {bad[:4].tolist()}")
+    return arr
+
+
+def _check_int(arr: np.ndarray, low: np.ndarray | int, high: np.ndarray | int, name: str) -> np.ndarray:
+    """Integers with low <= value < high (per element), as int64."""
+    if not np.issubdtype(arr.dtype, np.integer):
+        if np.issubdtype(arr.dtype, np.floating):
+            if np.isnan(arr).any():
+                raise InvalidAction(f"{name}: contains NaN")
+            if not np.all(np.isfinite(arr)) or np.any(arr != np.round(arr)):
+                raise InvalidAction(f"{name}: expected integers, got {arr.ravel()[:4].tolist()}")
+        elif arr.dtype != np.bool_:
+            raise InvalidAction(f"{name}: expected integers, got dtype {arr.dtype}")
+    arr = arr.astype(np.int64, copy=False)
+    bad = (arr < low) | (arr >= high)
+    if bad.any():
+        raise InvalidAction(f"{name}: values must be integers in [{np.min(low)}, {np.max(high) - 1}]; "
+                            f"got {arr[bad][:4].tolist()}")
+    return arr
+
+
+# ---------------------------------------------------------------------------------------------------
+# codecs
+
+class Codec(ABC):
+    """Maps an action space to feasible allocations of a scenario.
+
+    Args:
+        model: the scenario's latency model (profile, N, M, scheme).
+        options: codec options (see each codec's ``OPTIONS``).
+    """
+
+    name: str = ""
+    OPTIONS: dict[str, Any] = {}
+
+    def __init__(self, model: LatencyModel, **options: Any) -> None:
+        unknown = sorted(set(options) - set(self.OPTIONS))
+        if unknown:
+            raise ValueError(f"action options {unknown} are unknown for action_type={self.name!r}; "
+                             f"allowed: {sorted(self.OPTIONS)}")
+        self.options = {**self.OPTIONS, **options}
+        self.model = model
+        self.n = model.num_clients
+        self.m = model.num_subchannels
+        self.num_blocks = model.num_blocks
+        self.num_cuts = model.num_blocks - 1  # cut candidates 1..L-1
+        self.cut_dims = 1 if model.common_cut else self.n
+        self.space = self._space()
+        mem = model.profile.client_memory_bytes(np.arange(1, model.num_blocks), model.batch_size)
+        self._cut_memory = np.asarray(mem, dtype=np.float64)  # [L-1] bytes per cut candidate
+
+    @abstractmethod
+    def _space(self) -> spaces.Space:
+        """The single-round action space."""
+
+    @abstractmethod
+    def validate(self, action: Any) -> Any:
+        """One action, checked against the space (``InvalidAction`` otherwise), in canonical dtypes."""
+
+    @abstractmethod
+    def validate_batch(self, actions: Any, num_envs: int) -> Any:
+        """A batch of K actions (the batched space of ``gymnasium.vector``), checked."""
+
+    @abstractmethod
+    def decode_batch(self, actions: Any, view: DecisionView) -> Decoded:
+        """K validated actions -> K feasible allocations."""
+
+    @abstractmethod
+    def encode(self, alloc: Allocation, state: RoundState) -> Any:
+        """An action that decodes to ``alloc`` (exactly for ``dict`` / ``assisted``, approximately
+        for the low-dimensional codecs: a projection, e.g. for imitation of an optimizer)."""
+
+    def stack(self, actions: list) -> Any:
+        """K single actions -> one batched action."""
+        return np.stack([np.asarray(a) for a in actions])
+
+    def one(self, action: Any) -> Any:
+        """One validated action -> a batch of one."""
+        return action[None]
+
+    # -- one-round conveniences --------------------------------------------------------------------
+    def decode(self, action: Any, state: RoundState) -> tuple[Allocation, int]:
+        """(allocation, number of repaired clients) for one action on one round."""
+        out = self.decode_batch(self.one(self.validate(action)), DecisionView.of_state(state))
+        return out.allocation(0), int(out.repairs[0] + out.power_repairs[0])
+
+    # -- masks -------------------------------------------------------------------------------------
+    def cut_mask(self, view: DecisionView) -> np.ndarray:
+        """[K, C, L-1] cut candidates whose client-side memory fits the clients' caps.
+
+        With a common cut a candidate must fit every client. Where nothing fits, every candidate is
+        allowed (the latency model does not price memory; the mask is advice to the agent).
+        """
+        fits = self._cut_memory[None, None, :] <= view.memory_bytes[:, :, None]  # [K, N, L-1]
+        if self.cut_dims == 1:
+            fits = fits.all(axis=1, keepdims=True)
+        none = ~fits.any(axis=2, keepdims=True)
+        return fits | none
+
+    def action_masks(self, view: DecisionView) -> np.ndarray | None:
+        """Flat per-dimension masks [K, sum(nvec)] for MaskablePPO, or None when not discrete."""
+        return None
+
+    # -- shared pieces -----------------------------------------------------------------------------
+    def _cuts(self, cut: np.ndarray) -> np.ndarray:
+        """[K, C] cuts -> [K, N]."""
+        if self.cut_dims == 1:
+            return np.repeat(cut, self.n, axis=1)
+        return cut
+
+    def _zeros(self, k: int) -> np.ndarray:
+        return np.zeros(k, dtype=np.int64)
+
+
+class PriorityCodec(Codec):
+    """Shared decoder of ``box`` and ``multidiscrete``: cuts + per-client priorities in [-1, 1].
+
+    Decoding, for priorities a_i and cuts j_i:
+
+    1. weight w_i = need_i x exp(priority_range x a_i), where need_i is the client's air time per
+       subchannel at its cut (uplink bits over its typical uplink rate, plus the unicast downlink
+       bits over its downlink rate): the neutral action (a = 0) balances transfer times;
+    2. subchannels: ``priority_owner`` (weighted proportional fair on the observed gains, with one
+       guaranteed anchor subchannel per client, so no repair is ever needed);
+    3. power: exact water-filling of each client's budget over its subchannels.
+    """
+
+    OPTIONS = {"priority_range": 2.0}
+
+    def __init__(self, model: LatencyModel, **options: Any) -> None:
+        super().__init__(model, **options)
+        self.priority_range = float(self.options["priority_range"])
+        if not (0.0 <= self.priority_range <= 20.0):
+            raise ValueError(f"action.priority_range: {self.priority_range!r} is out of range; allowed [0, 20]")
+        self.candidates = anchor_candidates(self.n, self.m)
+
+    def allocate(self, cut: np.ndarray, priority: np.ndarray, view: DecisionView) -> Decoded:
+        """[K, N] cuts and [K, N] priorities in [-1, 1] -> allocations."""
+        model = self.model
+        mean_gain = view.mean_gain()
+        weights = uplink_need(model, cut, mean_gain, view.power_budget_w) * np.exp(self.priority_range * priority)
+        owner = priority_owner(view.gains, weights, self.candidates, mean_gain)
+        with np.errstate(divide="ignore"):
+            inv_snr = model.noise_w / gather_owned(view.gains, owner)
+        power = water_fill_owned(owner, inv_snr, view.power_budget_w)
+        k = cut.shape[0]
+        return Decoded(cut, owner, power, self._zeros(k), self._zeros(k))
+
+    def _priority_of(self, alloc: Allocation, state: RoundState) -> np.ndarray:
+        """Priorities whose weighted shares match the allocation's subchannel counts (clipped)."""
+        view = DecisionView.of_state(state)
+        need = uplink_need(self.model, alloc.cut[None], view.mean_gain(), view.power_budget_w)[0]
+        counts = np.bincount(alloc.owner[alloc.owner >= 0], minlength=self.n).astype(np.float64)
+        share = np.maximum(counts, 0.5) / self.m
+        prior = need / need.sum()
+        if self.priority_range == 0:
+            return np.zeros(self.n)
+        return np.clip(np.log(share / prior) / self.priority_range, -1.0, 1.0)
+
+
+class BoxCodec(PriorityCodec):
+    """``box``: one Box in [-1, 1] of C cut scores and N priorities (SAC, PPO, TD3).
+
+    Cut score s in [-1, 1] -> cut 1 + floor((s + 1) / 2 x (L - 1)) (equal-width bins, s = 1 -> L-1).
+    """
+
+    name = "box"
+
+    def _space(self) -> spaces.Space:
+        return spaces.Box(-1.0, 1.0, (self.cut_dims + self.n,), dtype=np.float32)
+
+    def validate(self, action: Any) -> np.ndarray:
+        arr = _as_array(action, "box action")
+        _check_shape(arr, self.space.shape, "box action")
+        return _check_real(arr, -1.0, 1.0, "box action")
+
+    def validate_batch(self, actions: Any, num_envs: int) -> np.ndarray:
+        arr = _as_array(actions, "box actions")
+        _check_shape(arr, (num_envs, *self.space.shape), "box actions")
+        return _check_real(arr, -1.0, 1.0, "box actions")
+
+    def decode_batch(self, actions: np.ndarray, view: DecisionView) -> Decoded:
+        c = self.cut_dims
+        idx = np.floor((actions[:, :c] + 1.0) * (0.5 * self.num_cuts)).astype(np.int64)
+        cut = np.minimum(idx, self.num_cuts - 1) + 1
+        return self.allocate(self._cuts(cut), actions[:, c:], view)
+
+    def encode(self, alloc: Allocation, state: RoundState) -> np.ndarray:
+        cut = alloc.cut[:1] if self.cut_dims == 1 else alloc.cut
+        score = (cut - 1 + 0.5) / self.num_cuts * 2.0 - 1.0
+        return np.concatenate([score, self._priority_of(alloc, state)]).astype(np.float32)
+
+
+class MultiDiscreteCodec(PriorityCodec):
+    """``multidiscrete``: C cut indices (value v -> cut v + 1) and N priority levels 0..Q-1
+    (level q -> priority -1 + 2q / (Q - 1)) (PPO, A2C, MaskablePPO)."""
+
+    name = "multidiscrete"
+    OPTIONS = {"priority_range": 2.0, "levels": 5}
+
+    def __init__(self, model: LatencyModel, **options: Any) -> None:
+        levels = options.get("levels", self.OPTIONS["levels"])
+        if isinstance(levels, bool) or not isinstance(levels, (int, np.integer)) or not 2 <= levels <= 101:
+            raise ValueError(f"action.levels: {levels!r} is not allowed; allowed: an integer in [2, 101]")
+        self.levels = int(levels)
+        super().__init__(model, **options)
+        self.high = np.array([self.num_cuts] * self.cut_dims + [self.levels] * self.n, dtype=np.int64)
+
+    def _space(self) -> spaces.Space:
+        return spaces.MultiDiscrete([self.num_cuts] * self.cut_dims + [self.levels] * self.n)
+
+    def validate(self, action: Any) -> np.ndarray:
+        arr = _as_array(action, "multidiscrete action")
+        _check_shape(arr, self.space.shape, "multidiscrete action")
+        return _check_int(arr, 0, self.high, "multidiscrete action")
+
+    def validate_batch(self, actions: Any, num_envs: int) -> np.ndarray:
+        arr = _as_array(actions, "multidiscrete actions")
+        _check_shape(arr, (num_envs, *self.space.shape), "multidiscrete actions")
+        return _check_int(arr, 0, self.high, "multidiscrete actions")
+
+    def decode_batch(self, actions: np.ndarray, view: DecisionView) -> Decoded:
+        c = self.cut_dims
+        priority = actions[:, c:] * (2.0 / (self.levels - 1)) - 1.0
+        return self.allocate(self._cuts(actions[:, :c] + 1), priority, view)
+
+    def encode(self, alloc: Allocation, state: RoundState) -> np.ndarray:
+        cut = alloc.cut[:1] if self.cut_dims == 1 else alloc.cut
+        level = np.rint((self._priority_of(alloc, state) + 1.0) * 0.5 * (self.levels - 1))
+        return np.concatenate([cut - 1, level]).astype(np.int64)
+
+    def action_masks(self, view: DecisionView) -> np.ndarray:
+        k = view.num_envs
+        cut = self.cut_mask(view).reshape(k, -1)
+        return np.concatenate([cut, np.ones((k, self.levels * self.n), dtype=bool)], axis=1)
+
+
+class AssistedCodec(Codec):
+    """``assisted``: the agent picks the cut(s); ``solve_resources`` (the EPSL-BCD inner solver)
+    completes subchannels and power on the observed gains. Discrete(L-1) for a common cut (value v ->
+    cut v + 1), MultiDiscrete([L-1] * N) for per-device cuts. One solver call per round (slower than
+    the other codecs: a Python loop over the batch in the vector environment)."""
+
+    name = "assisted"
+    OPTIONS = {"refine": True}
+
+    def __init__(self, model: LatencyModel, **options: Any) -> None:
+        super().__init__(model, **options)
+        from ..system.solvers import solve_resources  # noqa: PLC0415 - optional heavy path
+
+        self._solve = solve_resources
+        self.refine = bool(self.options["refine"])
+
+    def _space(self) -> spaces.Space:
+        if self.cut_dims == 1:
+            return spaces.Discrete(self.num_cuts)
+        return spaces.MultiDiscrete([self.num_cuts] * self.n)
+
+    def validate(self, action: Any) -> np.ndarray:
+        arr = _as_array(action, "assisted action")
+        if self.cut_dims == 1:
+            if arr.size != 1 or arr.ndim > 1:
+                raise InvalidAction(f"assisted action: expected one cut index, got shape {arr.shape}")
+            arr = arr.reshape(())
+        else:
+            _check_shape(arr, self.space.shape, "assisted action")
+        return _check_int(arr, 0, self.num_cuts, "assisted action")
+
+    def validate_batch(self, actions: Any, num_envs: int) -> np.ndarray:
+        arr = _as_array(actions, "assisted actions")
+        shape = (num_envs,) if self.cut_dims == 1 else (num_envs, self.n)
+        if self.cut_dims == 1 and arr.shape == (num_envs, 1):
+            arr = arr[:, 0]
+        _check_shape(arr, shape, "assisted actions")
+        return _check_int(arr, 0, self.num_cuts, "assisted actions")
+
+    def decode_batch(self, actions: np.ndarray, view: DecisionView) -> Decoded:
+        k = view.num_envs
+        cut = self._cuts(actions.reshape(k, -1) + 1)
+        owner = np.empty((k, self.m), dtype=np.int64)
+        power = np.empty((k, self.m))
+        for i in range(k):
+            alloc = self._solve(self.model, view.states(i), cut[i], refine=self.refine)
+            owner[i], power[i] = alloc.owner, alloc.power_w
+        return Decoded(cut, owner, power, self._zeros(k), self._zeros(k))
+
+    def encode(self, alloc: Allocation, state: RoundState) -> np.ndarray:
+        if self.cut_dims == 1:
+            return np.int64(alloc.cut[0] - 1)
+        return (alloc.cut - 1).astype(np.int64)
+
+    def action_masks(self, view: DecisionView) -> np.ndarray:
+        return self.cut_mask(view).reshape(view.num_envs, -1)
+
+
+class DictCodec(Codec):
+    """``dict``: the native action, the allocation itself.
+
+    ``cut``: C cuts in 1..L-1; ``owner``: M clients in -1..N-1 (-1 = unused); ``power_fraction``: M
+    fractions in [0, 1] of the owner's budget. Decoding is literal except where the action would be
+    infeasible: a client with no subchannel takes one (``repair_owner``: its best unused subchannel,
+    else its best among clients holding two or more); a client whose fractions sum above 1 has them
+    scaled down to sum to 1; a served client whose fractions sum to 0 spreads its budget equally.
+    Both counts are reported (``repairs``, ``power_repairs``).
+    """
+
+    name = "dict"
+
+    def _space(self) -> spaces.Space:
+        c, n, m = self.cut_dims, self.n, self.m
+        return spaces.Dict({
+            "cut": spaces.MultiDiscrete([self.num_cuts] * c, start=[1] * c),
+            "owner": spaces.MultiDiscrete([n + 1] * m, start=[-1] * m),
+            "power_fraction": spaces.Box(0.0, 1.0, (m,), dtype=np.float32),
+        })
+
+    _KEYS = ("cut", "owner", "power_fraction")
+
+    def _check(self, action: Any, lead: tuple[int, ...], what: str) -> dict[str, np.ndarray]:
+        if not isinstance(action, dict):
+            raise InvalidAction(f"{what}: expected a dict with keys {list(self._KEYS)}, got {type(action).__name__}")
+        if set(action) != set(self._KEYS):
+            raise InvalidAction(f"{what}: expected keys {list(self._KEYS)}, got {sorted(action)}")
+        cut = _as_array(action["cut"], f"{what}['cut']")
+        owner = _as_array(action["owner"], f"{what}['owner']")
+        frac = _as_array(action["power_fraction"], f"{what}['power_fraction']")
+        _check_shape(cut, (*lead, self.cut_dims), f"{what}['cut']")
+        _check_shape(owner, (*lead, self.m), f"{what}['owner']")
+        _check_shape(frac, (*lead, self.m), f"{what}['power_fraction']")
+        return {"cut": _check_int(cut, 1, self.num_blocks, f"{what}['cut']"),
+                "owner": _check_int(owner, -1, self.n, f"{what}['owner']"),
+                "power_fraction": _check_real(frac, 0.0, 1.0, f"{what}['power_fraction']")}
+
+    def validate(self, action: Any) -> dict[str, np.ndarray]:
+        return self._check(action, (), "dict action")
+
+    def validate_batch(self, actions: Any, num_envs: int) -> dict[str, np.ndarray]:
+        return self._check(actions, (num_envs,), "dict actions")
+
+    def stack(self, actions: list) -> dict[str, np.ndarray]:
+        return {key: np.stack([np.asarray(a[key]) for a in actions]) for key in self._KEYS}
+
+    def one(self, action: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return {key: value[None] for key, value in action.items()}
+
+    def decode_batch(self, actions: dict[str, np.ndarray], view: DecisionView) -> Decoded:
+        k, n, m = view.num_envs, self.n, self.m
+        cut = self._cuts(actions["cut"])
+        owner = actions["owner"].copy()
+        frac = actions["power_fraction"].copy()
+        rows = np.arange(k)[:, None]
+        used = owner >= 0
+        bins = np.where(used, owner + rows * n, k * n).ravel()
+        counts = np.bincount(bins, minlength=k * n + 1)[: k * n].reshape(k, n)
+        served = counts > 0
+        repairs = self._zeros(k)
+        for i in np.flatnonzero(~served.all(axis=1)):
+            before = owner[i].copy()
+            owner[i], repairs[i] = repair_owner(owner[i], view.gains[i])
+            changed = owner[i] != before
+            frac[i, changed] = 0.0  # a repaired subchannel carries no power of its old owner
+        used = owner >= 0
+        bins = np.where(used, owner + rows * n, k * n).ravel()
+        frac = np.where(used, frac, 0.0)
+        total = np.bincount(bins, frac.ravel(), minlength=k * n + 1)[: k * n].reshape(k, n)
+        counts = np.bincount(bins, minlength=k * n + 1)[: k * n].reshape(k, n)
+        idle = (total <= 0.0) & (counts > 0)
+        # a client spends min(1, sum of its fractions) of its budget; idle clients spread it equally
+        scale = np.where(total > 1.0, 1.0 / np.where(total > 0, total, 1.0), 1.0)
+        own = np.maximum(owner, 0)
+        frac = np.where(idle[rows, own] & used, 1.0 / np.maximum(counts[rows, own], 1), frac * scale[rows, own])
+        power = np.where(used, frac * view.power_budget_w[rows, own], 0.0)
+        return Decoded(cut, owner, power, repairs, (idle & served).sum(axis=1).astype(np.int64))
+
+    def encode(self, alloc: Allocation, state: RoundState) -> dict[str, np.ndarray]:
+        used = alloc.owner >= 0
+        budget = state.power_budget_w[np.maximum(alloc.owner, 0)]
+        frac = np.where(used, alloc.power_w / budget, 0.0)
+        cut = alloc.cut[:1] if self.cut_dims == 1 else alloc.cut
+        return {"cut": cut.astype(np.int64), "owner": alloc.owner.astype(np.int64),
+                "power_fraction": np.clip(frac, 0.0, 1.0).astype(np.float32)}
+
+
+
+CODECS: dict[str, type[Codec]] = {c.name: c for c in (DictCodec, BoxCodec, MultiDiscreteCodec, AssistedCodec)}
+
+
+def make_codec(action_type: str, model: LatencyModel, options: dict | None = None) -> Codec:
+    """The codec named ``action_type`` (``dict``, ``box``, ``multidiscrete``, ``assisted``)."""
+    if action_type not in CODECS:
+        raise ValueError(f"action_type: {action_type!r} is not allowed; allowed: {sorted(CODECS)}")
+    return CODECS[action_type](model, **(options or {}))
+
+
+__all__ = ["CODECS", "AssistedCodec", "BoxCodec", "Codec", "DecisionView", "Decoded", "DictCodec",
+           "InvalidAction", "MultiDiscreteCodec", "PriorityCodec", "make_codec"]
+

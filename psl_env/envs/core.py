@@ -1,0 +1,287 @@
+"""The batched simulation core shared by ``PSLEnv`` (K = 1) and ``PSLVectorEnv`` (K envs).
+
+Episodes start with ``NetworkSimulator.reset`` (devices, shadowing, positions, first fading state),
+driven by each environment's own generator; rounds then advance on [K, ...] arrays with the same
+arithmetic as ``GaussMarkovChannel.step`` / ``TraceChannel.step`` and ``NetworkSimulator.advance``
+(tests check both equalities bitwise). Each environment keeps its own ``numpy`` generator and draws
+in the same order as a lone simulator would, so environment k of a batch seeded s + k reproduces a
+single environment seeded s + k exactly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..system.channel import SPEED_OF_LIGHT_MPS, pathloss_gain
+from ..system.scenario import Scenario
+from ..system.simulator import INITIAL_INTERVAL_S, NetworkSimulator
+from ..system.state import RoundState
+from .codecs import Codec, DecisionView, Decoded, make_codec
+from .observation import ObservationEncoder
+from .pricing import BatchPricer, PricedRounds
+
+_SQRT_HALF = np.sqrt(0.5)
+
+
+@dataclass
+class StepOutcome:
+    """What one batched step produced (arrays with leading axis K)."""
+
+    decoded: Decoded
+    priced: PricedRounds
+    reference_total: np.ndarray
+    ratio: np.ndarray  # T / T_ref, uncapped
+    reward: np.ndarray
+    rounds: np.ndarray  # the round index each env just played
+
+
+class PSLCore:
+    """K independent PSL episodes on arrays.
+
+    Args:
+        scenario: the validated scenario.
+        num_envs: K.
+        action_type: the codec name (``dict``, ``box``, ``multidiscrete``, ``assisted``).
+        action_options: the codec's options.
+        reward: ``"relative"`` or ``"log-relative"``.
+        max_latency_ratio: cap of T / T_ref in the reward and observation.
+    """
+
+    def __init__(self, scenario: Scenario, num_envs: int, action_type: str = "box",
+                 action_options: dict | None = None, reward: str = "relative",
+                 max_latency_ratio: float = 100.0) -> None:
+        self.scenario = scenario
+        self.simulator = NetworkSimulator(scenario)
+        self.model = self.simulator.latency_model
+        self.codec: Codec = make_codec(action_type, self.model, action_options)
+        self.encoder = ObservationEncoder(scenario, self.model)
+        self.pricer = BatchPricer(self.model, num_envs)
+        self.k = k = int(num_envs)
+        self.n = n = scenario.num_clients
+        self.m = m = scenario.num_subchannels
+        self.reward_kind = reward
+        self.max_ratio = float(max_latency_ratio)
+        ch = scenario.channel
+        self.trace = scenario.channel.kind == "trace"
+        self.doppler = ch.correlation == "doppler"
+        self.mobility = bool(ch.mobility) and not self.trace
+        self.delayed = scenario.csi == "delayed"
+        self.sync_period = scenario.effective_sync_period
+        if not self.doppler:
+            corr = np.full((n, 1), float(ch.correlation))
+            self._corr = corr
+            self._innov_scale = np.sqrt(np.maximum(1.0 - corr * corr, 0.0))
+        self.rngs: list[np.random.Generator | None] = [None] * k
+        self.client_flops = np.zeros((k, n))
+        self.power_budget_w = np.zeros((k, n))
+        self.memory_bytes = np.zeros((k, n))
+        self.base_flops = np.zeros((k, n))
+        self.base_budget = np.zeros((k, n))
+        self.speed = np.zeros((k, n))
+        self.shadowing = np.ones((k, n))
+        self.position = np.zeros((k, n, 2))
+        self.heading = np.zeros((k, n))
+        self.large = np.zeros((k, n))  # path loss x shadowing
+        self.h_re = np.zeros((k, n, m))
+        self.h_im = np.zeros((k, n, m))
+        self.gains = np.zeros((k, n, m))
+        self.observed_gains = np.zeros((k, n, m)) if self.delayed else self.gains
+        self._noise = np.empty((k, 2, n, m))
+        self.trace_t = np.zeros(k, dtype=np.int64)
+        self.round = np.zeros(k, dtype=np.int64)
+        self.episode = np.full(k, -1, dtype=np.int64)
+        self.prev_cut = np.zeros((k, n), dtype=np.int64)
+        self.has_prev = np.zeros(k, dtype=bool)
+        self.prev_latency = np.zeros(k)
+        self.prev_ratio = np.zeros(k)
+        self.sync = np.zeros(k, dtype=bool)
+
+    # -- episodes ----------------------------------------------------------------------------------
+    def reset_env(self, i: int, rng: np.random.Generator) -> None:
+        """Start a new episode in env i, drawing from ``rng`` (which env i keeps using)."""
+        self.rngs[i] = rng
+        sim = self.simulator
+        sim.rng = rng
+        state = sim.reset()
+        ch = sim.channel
+        self.episode[i] += 1
+        self.base_flops[i] = sim.devices.client_flops
+        self.base_budget[i] = sim.devices.power_budget_w
+        self.client_flops[i] = state.client_flops
+        self.power_budget_w[i] = state.power_budget_w
+        self.memory_bytes[i] = state.memory_bytes
+        self.gains[i] = state.gains
+        if self.delayed:
+            self.observed_gains[i] = state.observed_gains
+        if self.trace:
+            self.trace_t[i] = ch.t
+        else:
+            self.speed[i] = ch.speed_mps
+            self.shadowing[i] = ch.shadowing
+            self.position[i] = ch.position_m
+            self.heading[i] = ch.heading
+            self.h_re[i] = ch.h.real
+            self.h_im[i] = ch.h.imag
+            self.large[i] = pathloss_gain(ch.distance_m, ch.cfg.pathloss_intercept_db,
+                                          ch.cfg.pathloss_slope_db) * ch.shadowing
+        self.round[i] = 0
+        self.has_prev[i] = False
+        self.prev_cut[i] = 0
+        self.prev_latency[i] = 0.0
+        self.prev_ratio[i] = 0.0
+        self.sync[i] = state.sync
+
+    # -- one round -----------------------------------------------------------------------------------
+    def view(self) -> DecisionView:
+        return DecisionView(self.observed_gains, self.power_budget_w, self.client_flops, self.memory_bytes,
+                            self.prev_cut, self.has_prev, self.sync, self.round, self.state)
+
+    def play(self, actions: Any, active: np.ndarray | None = None) -> StepOutcome:
+        """Decode, price and advance every env (or only those in ``active``).
+
+        ``actions`` must be validated by the codec. Envs outside ``active`` are decoded and priced
+        too (discard their results), draw no random numbers and do not count a round; their channel
+        state is left undefined, so they must be reset next (the vector env's autoreset).
+        """
+        decoded = self.codec.decode_batch(actions, self.view())
+        with np.errstate(invalid="ignore", divide="ignore"):
+            priced, ref_total = self.pricer.price(self.gains, self.client_flops, self.power_budget_w,
+                                                  decoded.cut, decoded.owner, decoded.power_w, self.prev_cut,
+                                                  self.has_prev, self.sync)
+            ratio = priced.total / ref_total
+            capped = np.minimum(ratio, self.max_ratio)
+            np.copyto(capped, self.max_ratio, where=np.isnan(capped))
+            reward = -capped if self.reward_kind == "relative" else -np.log(capped)
+        rounds = self.round.copy()
+        self.advance(decoded.cut, priced.total, active)
+        if active is None:
+            self.prev_ratio = capped
+        else:
+            self.prev_ratio = np.where(active, capped, self.prev_ratio)
+        return StepOutcome(decoded, priced, ref_total, ratio, reward, rounds)
+
+    def advance(self, cut: np.ndarray, latency_s: np.ndarray, active: np.ndarray | None = None) -> None:
+        """Next round of every env (or of ``active`` ones) after rounds that used ``cut`` [K, N] and
+        lasted ``latency_s`` [K] (mirrors ``NetworkSimulator.advance``)."""
+        idx = range(self.k) if active is None else np.flatnonzero(active).tolist()
+        if self.delayed:
+            self.observed_gains, self.gains = self.gains, self.observed_gains  # last round's true gains
+        if self.trace:
+            self._trace_step(active)
+        else:
+            self._fading_step(idx, latency_s, active)
+        if active is None:
+            self.round += 1
+            self.prev_cut = cut.astype(np.int64, copy=True)
+            self.has_prev[:] = True
+            self.prev_latency = latency_s.astype(np.float64, copy=True)
+        else:
+            self.round += active
+            self.prev_cut = np.where(active[:, None], cut, self.prev_cut)
+            self.has_prev |= active
+            self.prev_latency = np.where(active, latency_s, self.prev_latency)
+        if self.sync_period > 0:
+            self.sync = (self.round + 1) % self.sync_period == 0
+
+    def _fading_step(self, idx, latency_s: np.ndarray, active: np.ndarray | None) -> None:
+        noise, rngs = self._noise, self.rngs
+        mobile = self.mobility
+        if mobile:
+            drift = np.zeros((self.k, self.n))
+            finite = np.isfinite(latency_s)
+        for i in idx:
+            rng = rngs[i]
+            rng.standard_normal(out=noise[i])
+            if mobile and finite[i]:
+                drift[i] = rng.normal(0.0, 0.3, self.n)
+        e_re, e_im = noise[:, 0], noise[:, 1]
+        e_re *= _SQRT_HALF
+        e_im *= _SQRT_HALF
+        if self.doppler:
+            # doppler_correlation() per env: a = J0(2 pi f_D tau), 0 for an infinite round
+            tau = latency_s[:, None]
+            finite_tau = np.isfinite(tau)
+            doppler_hz = self.speed * self.scenario.channel.carrier_hz / SPEED_OF_LIGHT_MPS
+            corr = np.clip(_j0(2.0 * np.pi * doppler_hz * np.where(finite_tau, tau, 0.0)), 0.0, 1.0)
+            corr = np.where(finite_tau, corr, 0.0)[:, :, None]
+            scale = np.sqrt(np.maximum(1.0 - corr * corr, 0.0))
+        else:
+            corr, scale = self._corr, self._innov_scale
+        e_re *= scale
+        e_im *= scale
+        h_re, h_im = self.h_re, self.h_im
+        h_re *= corr
+        h_im *= corr
+        h_re += e_re
+        h_im += e_im
+        if mobile:
+            self._move(latency_s, drift, finite if active is None else finite & active)
+        g = self.gains
+        np.multiply(h_re, h_re, out=g)
+        g += h_im * h_im
+        g *= self.large[:, :, None]
+
+    def _move(self, latency_s: np.ndarray, drift: np.ndarray, moving: np.ndarray) -> None:
+        """``GaussMarkovChannel._move`` for the envs in ``moving``."""
+        heading = self.heading + drift
+        step_len = self.speed * np.where(moving, latency_s, 0.0)[:, None]
+        step = step_len[:, :, None] * np.stack([np.cos(heading), np.sin(heading)], axis=2)
+        pos = self.position + step
+        radius = np.hypot(pos[:, :, 0], pos[:, :, 1])
+        lo, hi = self.scenario.devices.distance_m
+        clipped = np.clip(radius, lo, hi)
+        bounced = clipped != radius
+        pos = pos * (clipped / np.maximum(radius, 1e-9))[:, :, None]
+        heading = np.where(bounced, heading + np.pi, heading)
+        self.position = np.where(moving[:, None, None], pos, self.position)
+        self.heading = np.where(moving[:, None], heading, self.heading)
+        ch = self.scenario.channel
+        distance = np.hypot(self.position[:, :, 0], self.position[:, :, 1])
+        self.large = pathloss_gain(distance, ch.pathloss_intercept_db, ch.pathloss_slope_db) * self.shadowing
+
+    def _trace_step(self, active: np.ndarray | None) -> None:
+        ch = self.simulator.channel
+        self.trace_t += 1 if active is None else active
+        t = self.trace_t % ch.length
+        gains = ch.trace["gains"][t]
+        if active is None:
+            self.gains[...] = gains
+        else:
+            self.gains[active] = gains[active]
+        for key, base, out in (("client_flops", self.base_flops, self.client_flops),
+                               ("client_power_budget_w", self.base_budget, self.power_budget_w)):
+            arr = ch.trace.get(key)
+            if arr is not None:
+                out[...] = np.where(active[:, None], arr[t], out) if active is not None else arr[t]
+
+    # -- observation and states ------------------------------------------------------------------------
+    def observe(self) -> np.ndarray:
+        """[K, D] float32 observations of the current rounds."""
+        return self.encoder.encode(self.observed_gains, self.client_flops, self.power_budget_w, self.prev_cut,
+                                   self.has_prev, np.minimum(self.prev_ratio, self.max_ratio), self.round,
+                                   self.sync)
+
+    def state(self, i: int, observed: bool = True) -> RoundState:
+        """The ``RoundState`` of env i (copies): with ``observed`` the gains are the observed ones only."""
+        obs = self.observed_gains[i].copy()
+        gains = obs if observed else self.gains[i].copy()
+        if self.trace:
+            distance = self.simulator.devices.distance_m.copy()
+        else:
+            distance = np.hypot(self.position[i, :, 0], self.position[i, :, 1])
+        prev = self.prev_cut[i].copy() if self.has_prev[i] else None
+        return RoundState(int(self.round[i]), int(self.episode[i]), self.client_flops[i].copy(),
+                          self.power_budget_w[i].copy(), self.memory_bytes[i].copy(), gains, obs, prev,
+                          float(self.prev_latency[i]), bool(self.sync[i]), distance)
+
+
+def _j0(x: np.ndarray) -> np.ndarray:
+    from scipy.special import j0  # noqa: PLC0415 - only for the Doppler option
+
+    return j0(x)
+
+
+__all__ = ["PSLCore", "StepOutcome", "INITIAL_INTERVAL_S"]

@@ -1,0 +1,204 @@
+"""PSLEnv: one PSL round per step on the analytic latency model (``psl_env/PSL-v0``).
+
+A step decodes the action into a feasible ``Allocation`` (codec picked by ``action_type``), prices
+it on the round's true gains (SPEC 4), prices the fixed reference allocation on the same round,
+and advances the network simulator by the round's latency (with ``channel.correlation: doppler`` a
+slow round decorrelates the channel more). Cuts are remembered, so a cut change is charged as
+migration in the next round. The episode is truncated after ``scenario.rounds`` rounds; it never
+terminates. See ``docs/environment.md``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from ..system.scenario import Scenario, load_scenario
+from ..system.state import Allocation, RoundState
+from .codecs import Codec, DecisionView, Decoded
+from .config import build_config, default_config
+from .core import PSLCore
+from .pricing import PER_CLIENT, PricedRounds
+
+PHASE_KEYS = {"uplink_phase": "uplink_phase_s", "server_compute": "server_compute_s",
+              "downlink_phase": "downlink_phase_s", "sync": "sync_s", "migration": "migration_s"}
+
+
+def make_info(k: int, decoded: Decoded, priced: PricedRounds, ref_total: np.ndarray, rnd: int) -> dict[str, Any]:
+    """The info dict of round k of a batch (fresh objects, plain Python scalars)."""
+    total = float(priced.total[k])
+    ref = float(ref_total[k])
+    info: dict[str, Any] = {
+        "round": int(rnd),
+        "latency_s": total,
+        **{key: float(getattr(priced, name)[k]) for name, key in PHASE_KEYS.items()},
+        "reference_latency_s": ref,
+        "latency_ratio": total / ref,
+        "repairs": int(decoded.repairs[k]),
+        "power_repairs": int(decoded.power_repairs[k]),
+        "allocation": {"cut": decoded.cut[k].copy(), "owner": decoded.owner[k].copy(),
+                       "power_w": decoded.power_w[k].copy()},
+    }
+    for name in PER_CLIENT:
+        info[name] = getattr(priced, name)[k].copy()
+    return info
+
+
+def latency_reward(ratio: np.ndarray | float, kind: str) -> np.ndarray | float:
+    """Reward of a (capped) latency ratio T / T_ref."""
+    if kind == "relative":
+        return -ratio
+    return -np.log(ratio)
+
+
+class PSLEnv(gym.Env):
+    """Parallel split learning over a wireless edge network, one training round per step.
+
+    Args:
+        config: overrides of ``default_config()`` (HighwayEnv style).
+        render_mode: ``None`` or ``"ansi"`` (a text summary of the last round).
+        **kwargs: the same keys as ``config`` (they win over it), e.g. ``scenario="small-exact"``,
+            ``action_type="multidiscrete"``, ``overrides={"phi": 0.3}``, ``trace_path="r.jsonl"``.
+
+    Attributes:
+        scenario: the validated ``Scenario``.
+        simulator: the ``NetworkSimulator`` (devices, channel); seeded from ``reset(seed=...)``.
+        latency_model: the ``LatencyModel`` that prices rounds.
+        codec: the action ``Codec``.
+        state: the current ``RoundState`` (what the next action decides).
+        last_allocation: the ``Allocation`` decoded by the last step.
+    """
+
+    metadata = {"render_modes": ["ansi"], "render_fps": 4}
+
+    @classmethod
+    def default_config(cls) -> dict[str, Any]:
+        """The full default config (see ``psl_env.envs.config.DEFAULT_CONFIG``)."""
+        return default_config()
+
+    def __init__(self, config: dict | None = None, render_mode: str | None = None, **kwargs: Any) -> None:
+        self.config = build_config(config, **kwargs)
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"render_mode: {render_mode!r} is not allowed; allowed: {self.metadata['render_modes']}")
+        self.render_mode = render_mode
+        cfg = self.config
+        self.scenario: Scenario = load_scenario(cfg["scenario"], cfg["overrides"])
+        self.core = PSLCore(self.scenario, 1, cfg["action_type"], cfg["action"], cfg["reward"],
+                            cfg["max_latency_ratio"])
+        self.codec: Codec = self.core.codec
+        self.simulator = self.core.simulator
+        self.latency_model = self.core.model
+        self.encoder = self.core.encoder
+        self.action_space = self.codec.space
+        self.observation_space = self.encoder.space
+        self._rounds = self.scenario.rounds
+        self._n = self.scenario.num_clients
+        self._started = False
+        self._state: RoundState | None = None
+        self.last_allocation: Allocation | None = None
+        self._last_info: dict[str, Any] | None = None
+        self._trace = None
+
+    @property
+    def state(self) -> RoundState | None:
+        """The current round (true and observed gains): what the next action decides."""
+        if not self._started:
+            return None
+        if self._state is None:
+            self._state = self.core.state(0, observed=False)
+        return self._state
+
+    # -- gymnasium API -------------------------------------------------------------------------------
+    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
+        super().reset(seed=seed)
+        # The environment's generator drives the simulator: reset(seed=s) draws the same devices and
+        # channels as NetworkSimulator(scenario).reset(seed=s).
+        self.core.reset_env(0, self.np_random)
+        self._started = True
+        self._state = None
+        self.last_allocation = None
+        self._last_info = None
+        return self.core.observe()[0], {}
+
+    def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict]:
+        if not self._started:
+            raise RuntimeError("PSLEnv: call reset() before step()")
+        codec = self.codec
+        batch = codec.one(codec.validate(action))
+        traced = self.config["trace_path"] is not None
+        before = self.state if traced else None
+        out = self.core.play(batch)
+        self._state = None
+        info = make_info(0, out.decoded, out.priced, out.reference_total, int(out.rounds[0]))
+        reward = float(out.reward[0])
+        self.last_allocation = out.decoded.allocation(0)
+        if traced:
+            self._write_trace(before, info, reward)
+        self._last_info = info
+        truncated = bool(self.core.round[0] >= self._rounds)
+        return self.core.observe()[0], reward, False, truncated, info
+
+    def render(self) -> str | None:
+        if self.render_mode != "ansi":
+            return None
+        if self._last_info is None:
+            return "PSLEnv: no round played yet\n"
+        info = self._last_info
+        alloc = info["allocation"]
+        counts = np.bincount(alloc["owner"][alloc["owner"] >= 0], minlength=self._n)
+        return (f"round {info['round']}: cut {alloc['cut'].tolist()} subchannels/client {counts.tolist()} "
+                f"latency {info['latency_s']:.4g} s (reference {info['reference_latency_s']:.4g} s, "
+                f"ratio {info['latency_ratio']:.3f})\n")
+
+    def close(self) -> None:
+        if self._trace is not None:
+            self._trace.close()
+            self._trace = None
+        super().close()
+
+    # -- helpers for agents, adapters and callbacks ----------------------------------------------------
+    def decision_view(self) -> DecisionView:
+        """What the next decision may see (K = 1)."""
+        if not self._started:
+            raise RuntimeError("PSLEnv: call reset() first")
+        return self.core.view()
+
+    def action_masks(self) -> np.ndarray:
+        """Flat boolean masks of the discrete action dimensions (MaskablePPO).
+
+        Cut candidates whose client-side training memory exceeds a client's cap are masked (with a
+        common cut: any client's); priority levels are always allowed.
+        """
+        masks = self.codec.action_masks(self.decision_view())
+        if masks is None:
+            raise NotImplementedError(f"action_type={self.codec.name!r} has no discrete action masks")
+        return masks[0]
+
+    def observation_of(self, state: RoundState, prev_latency_ratio: float = 0.0) -> np.ndarray:
+        """The observation of any ``RoundState`` (e.g. for a policy deciding on simulator states);
+        ``prev_latency_ratio`` is the previous round's latency over its reference latency."""
+        n = state.num_clients
+        has_prev = state.prev_cut is not None
+        prev = np.asarray(state.prev_cut if has_prev else np.zeros(n), dtype=np.int64)
+        return self.encoder.encode(state.observed_gains[None], state.client_flops[None],
+                                   state.power_budget_w[None], prev[None], np.array([has_prev]),
+                                   np.array([float(prev_latency_ratio)]), np.array([state.round]),
+                                   np.array([bool(state.sync)]))[0]
+
+    def _write_trace(self, state: RoundState, info: dict, reward: float) -> None:
+        from ..system.trace import RoundTraceWriter, trace_record  # noqa: PLC0415 - only when tracing
+
+        if self._trace is None:
+            self._trace = RoundTraceWriter(self.config["trace_path"])
+        alloc = self.last_allocation
+        latency = self.latency_model.evaluate(state, alloc)
+        extra = {"reward": reward, "reference_latency_s": info["reference_latency_s"],
+                 "repairs": info["repairs"], "power_repairs": info["power_repairs"],
+                 "action_type": self.codec.name}
+        self._trace.write(trace_record(self.latency_model, state, alloc, latency, self.config["trace_method"], extra))
+
+
+__all__ = ["PSLEnv", "PHASE_KEYS", "latency_reward", "make_info"]
+
