@@ -125,3 +125,17 @@ register("oracle", builtin(OracleDecisionMaker), "exact optimum by enumeration (
 register("fixed", builtin(FixedDecisionMaker), "middle cut, round-robin subchannels, equal power")
 register("random", builtin(RandomDecisionMaker), "random feasible allocation (seeded)")
 register("greedy", builtin(GreedyDecisionMaker), "best common cut, greedy assignment, water-filled power")
+
+
+# Trained Stable-Baselines3 policies (``ppo:RUN_DIR``): the factory imports SB3 only when called.
+def _sb3_factory(algo: str) -> Factory:
+    def factory(model: LatencyModel, arg: str | None, seed: int) -> DecisionMaker:
+        from .sb3_policy import factory as sb3_factory  # noqa: PLC0415 - SB3 is slow to import
+
+        return sb3_factory(algo)(model, arg, seed)
+
+    return factory
+
+
+for _algo in ("ppo", "sac", "a2c", "td3", "maskable-ppo"):
+    register(_algo, _sb3_factory(_algo), f"trained {_algo} policy: {_algo}:RUN_DIR (from `psl train`)")
