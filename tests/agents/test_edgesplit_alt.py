@@ -24,7 +24,7 @@ def test_round_shares(shares, extra):
     assert counts.sum() == total and np.all(counts >= 1)
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(st.data())
 def test_feasible(data):
     model = data.draw(models(max_n=4, max_m=8))

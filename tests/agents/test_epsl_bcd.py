@@ -16,7 +16,7 @@ from psl_env.system.state import check_allocation
 from .strategies import models, rounds
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(st.data())
 def test_feasible_common_cut(data):
     model = data.draw(models(max_n=5, max_m=10))

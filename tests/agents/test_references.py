@@ -14,7 +14,7 @@ from psl_env.system.state import RoundState, check_allocation
 from .strategies import models, rounds
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(st.data())
 def test_feasible(data):
     model = data.draw(models(max_n=5, max_m=10))
