@@ -7,6 +7,9 @@ they like (``ppo:runs/ppo-1`` for a trained policy). New kinds of decision maker
 ``register`` and need no change to the benchmark::
 
     register("ppo", lambda model, arg, seed: PPOPolicy.load(arg, model), help="trained PPO policy: ppo:DIR")
+
+A module of the ``agents`` package that makes that call at import time is found on its own: the
+first lookup of an unregistered name imports the package's modules (``discover``).
 """
 
 from __future__ import annotations
@@ -102,6 +105,35 @@ def split_specs(text: str) -> list[str]:
     return specs
 
 
+_DISCOVERED = False
+
+
+def discover() -> list[str]:
+    """Import every module of the ``agents`` package once, so that modules which call ``register``
+    at import time (e.g. trained-policy adapters) are found without being imported by hand.
+
+    Called when a name is not registered yet; modules that fail to import (a missing optional
+    dependency) are skipped and returned.
+    """
+    global _DISCOVERED
+    if _DISCOVERED:
+        return []
+    _DISCOVERED = True
+    import importlib
+    import pkgutil
+
+    package = __name__.rpartition(".")[0]
+    failed = []
+    for info in pkgutil.iter_modules(importlib.import_module(package).__path__):
+        if info.name.startswith("_"):
+            continue
+        try:
+            importlib.import_module(f"{package}.{info.name}")
+        except ImportError:
+            failed.append(info.name)
+    return failed
+
+
 def make_decision_maker(spec: str, model: LatencyModel, seed: int = 0) -> DecisionMaker:
     """The decision maker named by ``spec`` (``NAME`` or ``NAME:ARG``) for ``model``.
 
@@ -111,6 +143,8 @@ def make_decision_maker(spec: str, model: LatencyModel, seed: int = 0) -> Decisi
     """
     name, _, arg = spec.partition(":")
     name = name.strip()
+    if name not in _FACTORIES:
+        discover()
     if name not in _FACTORIES:
         raise ValueError(f"unknown decision maker {name!r}; allowed: {available_decision_makers()}")
     dm = _FACTORIES[name][0](model, arg or None, seed)

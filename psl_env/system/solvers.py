@@ -41,8 +41,8 @@ DEFAULT_NOISE_W = dbm_to_w(-174.0) * 1e6
 # Starting assignments of the BCD (``solve_fixed_cut(starts=...)``).
 STARTS = ("greedy", "proportional")
 
-__all__ = ["DEFAULT_NOISE_W", "CutCost", "ResourceContext", "greedy_assignment", "solve_fixed_cut",
-           "solve_resources", "water_fill", "water_filled_rate"]
+__all__ = ["DEFAULT_NOISE_W", "STARTS", "CutCost", "ResourceContext", "greedy_assignment", "local_search",
+           "solve_fixed_cut", "solve_resources", "water_fill", "water_filled_rate"]
 
 
 # ---------------------------------------------------------------------------------------------------

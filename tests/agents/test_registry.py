@@ -61,3 +61,24 @@ def test_register_a_prefixed_factory():
         register("test-policy", lambda m, a, s: None)
     dm = make_decision_maker("test-policy:runs/x", model_for(2, 4, "epsl", 0.5, "broadcast"))
     assert isinstance(dm, Constant) and dm.path == "runs/x" and dm.name == "test-policy:runs/x"
+
+
+def test_modules_that_register_on_import_are_discovered(tmp_path, monkeypatch):
+    import sys
+
+    import agents
+    from agents import registry
+
+    (tmp_path / "fake_policy_adapter.py").write_text(
+        "from agents.references import FixedDecisionMaker\n"
+        "from agents.registry import register\n"
+        "register('fake-policy', lambda model, arg, seed: FixedDecisionMaker(model))\n")
+    monkeypatch.setattr(agents, "__path__", [*agents.__path__, str(tmp_path)])
+    monkeypatch.setattr(registry, "_DISCOVERED", False)
+    monkeypatch.delitem(registry._FACTORIES, "fake-policy", raising=False)
+    try:
+        dm = make_decision_maker("fake-policy:some/dir", model_for(2, 4, "epsl", 0.5, "broadcast"))
+        assert dm.name == "fake-policy:some/dir"
+    finally:
+        registry._FACTORIES.pop("fake-policy", None)
+        sys.modules.pop("agents.fake_policy_adapter", None)
