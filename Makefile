@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml constraints.txt
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m trainers.cli demo
+	$(VENV)/bin/psl demo
 
 test: $(STAMP)
 	$(PY) -m pytest -n 2 tests

@@ -10,6 +10,10 @@ import argparse
 import importlib
 import sys
 
+# Defined in its own module so that ``python -m trainers.cli`` (which loads this file twice, once
+# as __main__) still catches the one class the subcommands raise.
+from .errors import UsageError  # noqa: F401  (re-exported for subcommands)
+
 # subcommand -> (module, help). Each module offers add_arguments(parser) and run(args) -> int.
 COMMANDS = {
     "profile": ("trainers.profile_cmd", "profile a model per cut candidate (FLOPs, bits, memory)"),
@@ -19,10 +23,6 @@ COMMANDS = {
     "train": ("trainers.train", "train an RL scheduling agent"),
     "demo": ("trainers.demo", "the main job on the default scenario"),
 }
-
-
-class UsageError(Exception):
-    """Bad input from the user: printed as one line, exit code 2."""
 
 
 def add_scenario_arguments(parser: argparse.ArgumentParser, default: str | None = "epsl-resnet18") -> None:

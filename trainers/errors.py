@@ -1,0 +1,5 @@
+"""Errors the command line reports as one line with exit code 2."""
+
+
+class UsageError(Exception):
+    """Bad input from the user: printed as one line, exit code 2, before anything is written."""
