@@ -15,6 +15,19 @@ import numpy as np
 from ..system.latency import LatencyModel
 
 
+class Scratch:
+    """Persistent work arrays, reused across calls (large fresh temporaries cost page faults)."""
+
+    def __init__(self) -> None:
+        self._arrays: dict[str, np.ndarray] = {}
+
+    def get(self, name: str, shape: tuple[int, ...], dtype: type = np.float64) -> np.ndarray:
+        arr = self._arrays.get(name)
+        if arr is None or arr.shape != shape or arr.dtype != dtype:
+            arr = self._arrays[name] = np.empty(shape, dtype=dtype)
+        return arr
+
+
 def water_fill_owned(owner: np.ndarray, inv_snr: np.ndarray, budget_w: np.ndarray) -> np.ndarray:
     """Max-sum-rate power of every client over its own subchannels, for K rounds at once.
 
@@ -42,16 +55,15 @@ def water_fill_owned(owner: np.ndarray, inv_snr: np.ndarray, budget_w: np.ndarra
     budget = np.append(budget_w.ravel(), 0.0)
     a = inv_snr.ravel()
     active = used.ravel() & (a < np.inf)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        while True:
-            count = np.bincount(bins, active, minlength=size)
-            total = np.bincount(bins, np.where(active, a, 0.0), minlength=size)
-            mu = ((budget + total) / count).take(bins)
-            still = active & (a < mu)
-            if np.array_equal(still, active):
-                break
-            active = still
-        return np.where(active, mu - a, 0.0).reshape(k, m)
+    while True:
+        count = np.maximum(np.bincount(bins, active, minlength=size), 1.0)
+        total = np.bincount(bins, np.where(active, a, 0.0), minlength=size)
+        mu = ((budget + total) / count).take(bins)
+        still = active & (a < mu)
+        if np.array_equal(still, active):
+            break
+        active = still
+    return np.where(active, mu - a, 0.0).reshape(k, m)
 
 
 def anchor_candidates(num_clients: int, num_subchannels: int) -> np.ndarray:
@@ -62,28 +74,32 @@ def anchor_candidates(num_clients: int, num_subchannels: int) -> np.ndarray:
     return np.where(cand < m, cand, np.arange(n)[:, None])
 
 
-def argmax_clients(score: np.ndarray) -> np.ndarray:
-    """argmax over axis 1 of [K, N, M] (first maximum on ties), fast for large K too."""
-    k, n, m = score.shape
-    if k * m <= 4096:
-        return score.argmax(axis=1)
-    best = score[:, 0, :].copy()
-    owner = np.zeros((k, m), dtype=np.int64)
-    for i in range(1, n):
-        row = score[:, i, :]
-        better = row > best
-        np.copyto(best, row, where=better)
-        owner[better] = i
-    return owner
+def _first_argmax(columns: list[np.ndarray] | np.ndarray, scratch: Scratch | None = None) -> np.ndarray:
+    """Index of the first maximum across same-shaped arrays (``np.argmax`` semantics on axis 0).
+
+    Counts the prefix maxima below the final maximum: with elementwise operations only, which are
+    much faster than masked updates or reductions over a short strided axis.
+    """
+    shape = (len(columns),) + columns[0].shape
+    prefix = np.empty(shape) if scratch is None else scratch.get("prefix", shape)
+    prefix[0] = columns[0]
+    for j in range(1, len(columns)):
+        np.maximum(prefix[j - 1], columns[j], out=prefix[j])
+    best = prefix[-1]
+    count = np.zeros(best.shape, dtype=np.int8 if len(columns) < 127 else np.int64)
+    for j in range(len(columns) - 1):
+        np.add(count, prefix[j] < best, out=count, casting="unsafe")
+    return count.astype(np.int64)
 
 
 def priority_owner(gains: np.ndarray, weights: np.ndarray, candidates: np.ndarray,
-                   mean_gain: np.ndarray | None = None) -> np.ndarray:
+                   mean_gain: np.ndarray | None = None, scratch: Scratch | None = None) -> np.ndarray:
     """Weighted proportional-fair assignment with one anchor subchannel per client.
 
     1. Every subchannel goes to the client with the largest ``weights_i * g_im / mean_m g_im``: its
        channel relative to its own average, scaled by its priority (with equal weights each client
-       wins about M/N subchannels, on its relatively best ones; a larger weight wins more).
+       wins about M/N subchannels, on its relatively best ones; a larger weight wins more). Ties go
+       to the lower client index.
     2. Anchors: client i then takes the best, for it, of the subchannels ``candidates[i]``
        (i, i + N, ...). The candidate sets are disjoint, so every client is served and no repair is
        ever needed.
@@ -93,6 +109,7 @@ def priority_owner(gains: np.ndarray, weights: np.ndarray, candidates: np.ndarra
         weights: [K, N] positive priorities.
         candidates: [N, C] from ``anchor_candidates``.
         mean_gain: [K, N] mean gain per client (computed when not given).
+        scratch: work arrays to reuse across calls.
 
     Returns:
         owner [K, M], every subchannel used, every client holding at least one.
@@ -101,10 +118,16 @@ def priority_owner(gains: np.ndarray, weights: np.ndarray, candidates: np.ndarra
     if mean_gain is None:
         mean_gain = gains.mean(axis=2)
     scale = weights / mean_gain
-    owner = argmax_clients(gains * scale[:, :, None])
+    if k * m <= 4096:
+        owner = (gains * scale[:, :, None]).argmax(axis=1)
+    else:  # client-major scores: the loop over clients runs on contiguous [K, M] blocks
+        score = np.empty((n, k, m)) if scratch is None else scratch.get("score", (n, k, m))
+        np.multiply(gains.transpose(1, 0, 2), scale.T[:, :, None], out=score)
+        owner = _first_argmax(score, scratch)
     clients = np.arange(n)
     cand_gain = gains[:, clients[:, None], candidates]  # [K, N, C]
-    anchor = candidates[clients[None, :], cand_gain.argmax(axis=2)]  # [K, N]
+    pick = _first_argmax([cand_gain[:, :, c] for c in range(candidates.shape[1])])
+    anchor = candidates[clients[None, :], pick]  # [K, N]
     owner[np.arange(k)[:, None], anchor] = clients[None, :]
     return owner
 

@@ -35,7 +35,8 @@ from gymnasium import spaces
 from ..system.allocation import repair_owner
 from ..system.latency import LatencyModel
 from ..system.state import Allocation, RoundState
-from .batch_alloc import anchor_candidates, gather_owned, priority_owner, uplink_need, water_fill_owned
+from .batch_alloc import (Scratch, anchor_candidates, gather_owned, priority_owner, uplink_need,
+                          water_fill_owned)
 
 
 class InvalidAction(ValueError):
@@ -265,15 +266,15 @@ class PriorityCodec(Codec):
         if not (0.0 <= self.priority_range <= 20.0):
             raise ValueError(f"action.priority_range: {self.priority_range!r} is out of range; allowed [0, 20]")
         self.candidates = anchor_candidates(self.n, self.m)
+        self.scratch = Scratch()
 
     def allocate(self, cut: np.ndarray, priority: np.ndarray, view: DecisionView) -> Decoded:
         """[K, N] cuts and [K, N] priorities in [-1, 1] -> allocations."""
         model = self.model
         mean_gain = view.mean_gain()
         weights = uplink_need(model, cut, mean_gain, view.power_budget_w) * np.exp(self.priority_range * priority)
-        owner = priority_owner(view.gains, weights, self.candidates, mean_gain)
-        with np.errstate(divide="ignore"):
-            inv_snr = model.noise_w / gather_owned(view.gains, owner)
+        owner = priority_owner(view.gains, weights, self.candidates, mean_gain, self.scratch)
+        inv_snr = model.noise_w / gather_owned(view.gains, owner)
         power = water_fill_owned(owner, inv_snr, view.power_budget_w)
         k = cut.shape[0]
         return Decoded(cut, owner, power, self._zeros(k), self._zeros(k))

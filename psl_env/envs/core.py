@@ -71,7 +71,8 @@ class PSLCore:
         self.delayed = scenario.csi == "delayed"
         self.sync_period = scenario.effective_sync_period
         if not self.doppler:
-            corr = np.full((n, 1), float(ch.correlation))
+            # the values GaussMarkovChannel uses, as scalars (same products, faster broadcasting)
+            corr = np.float64(ch.correlation)
             self._corr = corr
             self._innov_scale = np.sqrt(np.maximum(1.0 - corr * corr, 0.0))
         self.rngs: list[np.random.Generator | None] = [None] * k
@@ -90,6 +91,10 @@ class PSLCore:
         self.gains = np.zeros((k, n, m))
         self.observed_gains = np.zeros((k, n, m)) if self.delayed else self.gains
         self._noise = np.empty((k, 2, n, m))
+        self._sq = np.empty((k, n, m))
+        self._pool = None  # a worker thread drawing the fading innovations (see ``use_thread``)
+        if k >= 64:
+            _keep_temporaries_on_heap(min(24, max(8, k * n * m * 8 * 8 >> 20)) << 20)
         self.trace_t = np.zeros(k, dtype=np.int64)
         self.round = np.zeros(k, dtype=np.int64)
         self.episode = np.full(k, -1, dtype=np.int64)
@@ -102,14 +107,25 @@ class PSLCore:
     # -- episodes ----------------------------------------------------------------------------------
     def reset_env(self, i: int, rng: np.random.Generator) -> None:
         """Start a new episode in env i, drawing from ``rng`` (which env i keeps using)."""
+        self._write_reset(i, self._simulate_reset(i, rng))
+
+    def _simulate_reset(self, i: int, rng: np.random.Generator) -> tuple:
+        """Draw env i's new episode with the simulator (touches no batch array)."""
         self.rngs[i] = rng
         sim = self.simulator
         sim.rng = rng
         state = sim.reset()
         ch = sim.channel
+        if self.trace:
+            return state, sim.devices, ch.t
+        large = pathloss_gain(ch.distance_m, ch.cfg.pathloss_intercept_db, ch.cfg.pathloss_slope_db) * ch.shadowing
+        return state, sim.devices, (ch.speed_mps, ch.shadowing, ch.position_m, ch.heading, ch.h, large)
+
+    def _write_reset(self, i: int, record: tuple) -> None:
+        state, devices, channel = record
         self.episode[i] += 1
-        self.base_flops[i] = sim.devices.client_flops
-        self.base_budget[i] = sim.devices.power_budget_w
+        self.base_flops[i] = devices.client_flops
+        self.base_budget[i] = devices.power_budget_w
         self.client_flops[i] = state.client_flops
         self.power_budget_w[i] = state.power_budget_w
         self.memory_bytes[i] = state.memory_bytes
@@ -117,16 +133,16 @@ class PSLCore:
         if self.delayed:
             self.observed_gains[i] = state.observed_gains
         if self.trace:
-            self.trace_t[i] = ch.t
+            self.trace_t[i] = channel
         else:
-            self.speed[i] = ch.speed_mps
-            self.shadowing[i] = ch.shadowing
-            self.position[i] = ch.position_m
-            self.heading[i] = ch.heading
-            self.h_re[i] = ch.h.real
-            self.h_im[i] = ch.h.imag
-            self.large[i] = pathloss_gain(ch.distance_m, ch.cfg.pathloss_intercept_db,
-                                          ch.cfg.pathloss_slope_db) * ch.shadowing
+            speed, shadowing, position, heading, h, large = channel
+            self.speed[i] = speed
+            self.shadowing[i] = shadowing
+            self.position[i] = position
+            self.heading[i] = heading
+            self.h_re[i] = h.real
+            self.h_im[i] = h.imag
+            self.large[i] = large
         self.round[i] = 0
         self.has_prev[i] = False
         self.prev_cut[i] = 0
@@ -139,34 +155,78 @@ class PSLCore:
         return DecisionView(self.observed_gains, self.power_budget_w, self.client_flops, self.memory_bytes,
                             self.prev_cut, self.has_prev, self.sync, self.round, self.state)
 
+    def use_thread(self, enabled: bool) -> None:
+        """Draw the fading innovations in a worker thread while the round is decoded and priced
+        (the main thread joins the drawing once it is done).
+
+        The innovations do not depend on the action, and each env's generator is used by exactly one
+        thread, once per round, so results are identical with or without the thread.
+        """
+        if enabled and self._pool is None and not self.trace:
+            from concurrent.futures import ThreadPoolExecutor  # noqa: PLC0415
+
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="psl-rng")
+        elif not enabled and self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
+
+    def close(self) -> None:
+        self.use_thread(False)
+
     def play(self, actions: Any, active: np.ndarray | None = None) -> StepOutcome:
-        """Decode, price and advance every env (or only those in ``active``).
+        """Decode, price and advance every env, or only those in ``active`` while the others start a
+        new episode (the vector env's next-step autoreset; they continue their own generators).
 
         ``actions`` must be validated by the codec. Envs outside ``active`` are decoded and priced
-        too (discard their results), draw no random numbers and do not count a round; their channel
-        state is left undefined, so they must be reset next (the vector env's autoreset).
+        too (discard their results); they draw only their new episode and count no round.
+        Floating-point warnings are the caller's business (the environments silence them).
         """
+        idx = range(self.k) if active is None else np.flatnonzero(active).tolist()
+        draws = None
+        if not self.trace:
+            if self._pool is not None:
+                todo = iter(idx)  # shared by both threads: next() on it is atomic under the GIL
+                draws = self._pool.submit(self._draw_innovations, todo)
+            else:
+                self._draw_innovations(idx)
         decoded = self.codec.decode_batch(actions, self.view())
-        with np.errstate(invalid="ignore", divide="ignore"):
-            priced, ref_total = self.pricer.price(self.gains, self.client_flops, self.power_budget_w,
-                                                  decoded.cut, decoded.owner, decoded.power_w, self.prev_cut,
-                                                  self.has_prev, self.sync)
-            ratio = priced.total / ref_total
-            capped = np.minimum(ratio, self.max_ratio)
-            np.copyto(capped, self.max_ratio, where=np.isnan(capped))
-            reward = -capped if self.reward_kind == "relative" else -np.log(capped)
+        priced, ref_total = self.pricer.price(self.gains, self.client_flops, self.power_budget_w, decoded.cut,
+                                              decoded.owner, decoded.power_w, self.prev_cut, self.has_prev,
+                                              self.sync)
+        ratio = priced.total / ref_total
+        capped = np.minimum(ratio, self.max_ratio)
+        np.copyto(capped, self.max_ratio, where=np.isnan(capped))
+        reward = -capped if self.reward_kind == "relative" else -np.log(capped)
         rounds = self.round.copy()
-        self.advance(decoded.cut, priced.total, active)
+        resets = [] if active is None else [(i, self._simulate_reset(i, self.rngs[i]))
+                                            for i in np.flatnonzero(~active).tolist()]
+        if draws is not None:
+            self._draw_innovations(todo)
+            draws.result()
+        self._advance(idx, decoded.cut, priced.total, active)
+        for i, record in resets:
+            self._write_reset(i, record)
         if active is None:
             self.prev_ratio = capped
         else:
             self.prev_ratio = np.where(active, capped, self.prev_ratio)
         return StepOutcome(decoded, priced, ref_total, ratio, reward, rounds)
 
+    def _draw_innovations(self, idx) -> None:
+        """Per env, the CN(0, 1) innovation of its next fading step (``complex_normal``'s draws)."""
+        noise, rngs = self._noise, self.rngs
+        for i in idx:
+            rngs[i].standard_normal(out=noise[i])
+
     def advance(self, cut: np.ndarray, latency_s: np.ndarray, active: np.ndarray | None = None) -> None:
         """Next round of every env (or of ``active`` ones) after rounds that used ``cut`` [K, N] and
         lasted ``latency_s`` [K] (mirrors ``NetworkSimulator.advance``)."""
         idx = range(self.k) if active is None else np.flatnonzero(active).tolist()
+        if not self.trace:
+            self._draw_innovations(idx)
+        self._advance(idx, cut, latency_s, active)
+
+    def _advance(self, idx, cut: np.ndarray, latency_s: np.ndarray, active: np.ndarray | None) -> None:
         if self.delayed:
             self.observed_gains, self.gains = self.gains, self.observed_gains  # last round's true gains
         if self.trace:
@@ -187,16 +247,15 @@ class PSLCore:
             self.sync = (self.round + 1) % self.sync_period == 0
 
     def _fading_step(self, idx, latency_s: np.ndarray, active: np.ndarray | None) -> None:
+        """``GaussMarkovChannel.step`` on [K, N, M] (innovations already drawn into ``_noise``)."""
         noise, rngs = self._noise, self.rngs
         mobile = self.mobility
-        if mobile:
+        if mobile:  # the heading drift is drawn after the innovation, for finite rounds only
             drift = np.zeros((self.k, self.n))
             finite = np.isfinite(latency_s)
-        for i in idx:
-            rng = rngs[i]
-            rng.standard_normal(out=noise[i])
-            if mobile and finite[i]:
-                drift[i] = rng.normal(0.0, 0.3, self.n)
+            for i in idx:
+                if finite[i]:
+                    drift[i] = rngs[i].normal(0.0, 0.3, self.n)
         e_re, e_im = noise[:, 0], noise[:, 1]
         e_re *= _SQRT_HALF
         e_im *= _SQRT_HALF
@@ -219,9 +278,10 @@ class PSLCore:
         h_im += e_im
         if mobile:
             self._move(latency_s, drift, finite if active is None else finite & active)
-        g = self.gains
+        g, sq = self.gains, self._sq
         np.multiply(h_re, h_re, out=g)
-        g += h_im * h_im
+        np.multiply(h_im, h_im, out=sq)
+        g += sq
         g *= self.large[:, :, None]
 
     def _move(self, latency_s: np.ndarray, drift: np.ndarray, moving: np.ndarray) -> None:
@@ -276,6 +336,17 @@ class PSLCore:
         return RoundState(int(self.round[i]), int(self.episode[i]), self.client_flops[i].copy(),
                           self.power_budget_w[i].copy(), self.memory_bytes[i].copy(), gains, obs, prev,
                           float(self.prev_latency[i]), bool(self.sync[i]), distance)
+
+
+def _keep_temporaries_on_heap(nbytes: int) -> None:
+    """Allocate and free one large block.
+
+    glibc raises its mmap and trim thresholds to the size of a freed mmapped block, so the step's
+    large temporaries then stay on the heap instead of being mapped, trimmed and page-faulted again
+    every step (about 10% of a K = 1024 step). Elsewhere this is a harmless allocation.
+    """
+    block = np.empty(nbytes // 8)
+    del block
 
 
 def _j0(x: np.ndarray) -> np.ndarray:

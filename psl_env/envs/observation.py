@@ -95,18 +95,22 @@ class ObservationEncoder:
         s = self.slices
         out = np.empty((k, self.size), dtype=np.float32)
         g = out[:, s["gain_db"]]
-        with np.errstate(divide="ignore"):
-            np.log10(gains.reshape(k, -1), out=g, casting="same_kind")
+        np.copyto(g, gains.reshape(k, -1), casting="same_kind")  # float32 from here on
+        np.log10(g, out=g)  # zero gains give -inf, clipped below
         g *= self._a
         g += self._b
-        out[:, s["compute"]] = np.log10(client_flops) - self.log_flops_ref
-        out[:, s["power_budget"]] = power_budget_w / self.budget_ref
-        cut = prev_cut[:, : self.cut_dims] if self.cut_dims == 1 else prev_cut
+        np.clip(g, -GAIN_CLIP, GAIN_CLIP, out=g)
+        feat = out[:, s["compute"]]
+        np.subtract(np.log10(client_flops), self.log_flops_ref, out=feat, casting="same_kind")
+        np.clip(feat, -COMPUTE_CLIP, COMPUTE_CLIP, out=feat)
+        feat = out[:, s["power_budget"]]
+        np.divide(power_budget_w, self.budget_ref, out=feat, casting="same_kind")
+        np.clip(feat, 0.0, BUDGET_CLIP, out=feat)
+        cut = prev_cut[:, : self.cut_dims]
         out[:, s["prev_cut"]] = np.where(has_prev[:, None], (cut - 1) / self.cut_span, -1.0)
-        out[:, s["prev_latency"]] = prev_ratio[:, None]
-        out[:, s["progress"]] = (rounds / self.rounds)[:, None]
+        out[:, s["prev_latency"]] = np.minimum(prev_ratio, RATIO_CLIP)[:, None]
+        out[:, s["progress"]] = np.minimum(rounds / self.rounds, 1.0)[:, None]
         out[:, s["sync"]] = sync[:, None]
-        np.clip(out, self.low, self.high, out=out)
         return out
 
 

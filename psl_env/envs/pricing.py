@@ -21,6 +21,7 @@ import numpy as np
 
 from ..system.allocation import middle_cut, round_robin_owner
 from ..system.latency import PHASES, LatencyModel
+from .batch_alloc import Scratch
 
 
 @dataclass
@@ -85,10 +86,9 @@ class BatchPricer:
         self.server_common = (n * sf + (1.0 - phi) * n * sb + phi * sb) / model.server_flops
         self.server_fwd_s = sf / model.server_flops
         self.server_bwd_s = sb / model.server_flops
-        # row r of a 2K batch reads the gains of env r mod K
-        env = np.concatenate([np.arange(k), np.arange(k)])
-        self.base2 = env[:, None] * (n * m) + np.arange(m)[None, :]
-        self.rows_n2 = np.arange(2 * k)[:, None] * n
+        self._bases: dict[tuple[int, int], np.ndarray] = {}
+        self.row_index = np.arange(2 * k)[:, None]
+        self.scratch = Scratch()
         # the fixed reference allocation (middle cut, round-robin subchannels, equal power)
         self.ref_cut = middle_cut(model.num_blocks)
         self.ref_owner = round_robin_owner(n, m).astype(np.int64)
@@ -99,7 +99,8 @@ class BatchPricer:
         """R_bc [K] (whole-band rate of the worst client at the server's power), when the scheme uses it."""
         if not self.needs_broadcast:
             return None
-        snr = gains * self.down_snr
+        snr = self.scratch.get("snr", gains.shape)
+        np.multiply(gains, self.down_snr, out=snr)
         snr += 1.0
         np.log2(snr, out=snr)
         return snr.sum(axis=2).min(axis=1) * self.bw
@@ -115,7 +116,7 @@ class BatchPricer:
         Returns:
             (the rounds' ``PricedRounds``, the reference's total latency [K]).
         """
-        k, n = cut.shape
+        k = cut.shape[0]
         if r_bc is None and self.needs_broadcast:
             r_bc = self.broadcast_rate(gains)
         ref_power = power_budget_w[:, self.ref_owner] * self.ref_share
@@ -123,17 +124,38 @@ class BatchPricer:
         power2 = np.concatenate([power, ref_power])
         cut2 = np.concatenate([cut, np.full_like(cut, self.ref_cut)])
         flops2 = np.concatenate([client_flops, client_flops])
-        priced = self._price(gains, flops2, cut2, owner2, power2, prev_cut, has_prev, sync, r_bc, k)
+        r_bc2 = None if r_bc is None else np.concatenate([r_bc, r_bc])
+        priced = self._price(gains, self._base(k, 2), flops2, cut2, owner2, power2, prev_cut, has_prev,
+                             np.concatenate([sync, sync]), r_bc2, k)
         return priced.rows(slice(0, k)), priced.total[k:]
 
-    def _price(self, gains, flops, cut, owner, power, prev_cut, has_prev, sync, r_bc, k) -> PricedRounds:
-        """Rows 0..K-1: the policy; rows K..2K-1: the reference (no migration)."""
-        k2, n = cut.shape
+    def price_reference(self, gains: np.ndarray, client_flops: np.ndarray, power_budget_w: np.ndarray,
+                        sync: np.ndarray, r_bc: np.ndarray | None = None) -> PricedRounds:
+        """The fixed reference allocation alone on K rounds (no migration)."""
+        k = gains.shape[0]
+        if r_bc is None and self.needs_broadcast:
+            r_bc = self.broadcast_rate(gains)
+        power = power_budget_w[:, self.ref_owner] * self.ref_share
+        owner = np.broadcast_to(self.ref_owner, (k, self.m))
+        cut = np.full((k, self.n), self.ref_cut, dtype=np.int64)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return self._price(gains, self._base(k, 1), client_flops, cut, owner, power, None, None,
+                               np.asarray(sync, dtype=bool), r_bc, 0)
+
+    def _price(self, gains, base, flops, cut, owner, power, prev_cut, has_prev, sync, r_bc,
+               n_policy) -> PricedRounds:
+        """Rows r read the gains of ``base[r]``; the first ``n_policy`` rows may pay migration.
+
+        Per-client quantities are computed client-major ([N, R]) so that the maxima over clients are
+        elementwise; ``PricedRounds`` exposes them as [R, N] views. Divisions by zero rates give
+        inf; callers silence the floating-point warnings.
+        """
+        rows, n = cut.shape
         m = self.m
         used = owner >= 0
         all_used = used.all()
         own = owner if all_used else np.maximum(owner, 0)
-        g_sel = gains.reshape(-1).take(self._base(k) + own * m)
+        g_sel = gains.reshape(-1).take(base + own * m)
         up = power * g_sel
         up *= self.inv_noise
         up += 1.0
@@ -141,58 +163,59 @@ class BatchPricer:
         down = g_sel * self.down_snr
         down += 1.0
         np.log2(down, out=down)
-        bins = own + self.rows_n2[:k2]
+        bins = own * rows + self.row_index[:rows]
         if not all_used:
-            bins = np.where(used, bins, k2 * n)
+            bins = np.where(used, bins, rows * n)
         bins = bins.ravel()
-        size = k2 * n + (0 if all_used else 1)
-        rate_up = np.bincount(bins, up.ravel(), minlength=size)[: k2 * n].reshape(k2, n)
+        size = rows * n + (0 if all_used else 1)
+        rate_up = np.bincount(bins, up.ravel(), minlength=size)[: rows * n].reshape(n, rows)
         rate_up *= self.bw
-        rate_down = np.bincount(bins, down.ravel(), minlength=size)[: k2 * n].reshape(k2, n)
+        rate_down = np.bincount(bins, down.ravel(), minlength=size)[: rows * n].reshape(n, rows)
         rate_down *= self.bw
-        inv_up = np.full((k2, n), np.inf)
-        np.divide(1.0, rate_up, out=inv_up, where=rate_up > 0)
-        inv_down = np.full((k2, n), np.inf)
-        np.divide(1.0, rate_down, out=inv_down, where=rate_down > 0)
 
-        t_fwd = self.fwd[cut] / flops
-        t_bwd = self.bwd[cut] / flops
-        t_up = self.act[cut] * inv_up
-        uplink_phase = (t_fwd + t_up).max(axis=1)
+        cut_t = cut.T
+        flops_t = np.ascontiguousarray(flops.T)
+        t_fwd = self.fwd[cut_t] / flops_t
+        t_bwd = self.bwd[cut_t] / flops_t
+        t_up = self.act[cut_t] / rate_up
+        uplink_phase = (t_fwd + t_up).max(axis=0)
         if self.common_cut:
             server_compute = self.server_common[cut[:, 0]]
         else:  # per-device cuts: phi = 0
-            server_compute = (self.server_fwd_s[cut] + self.server_bwd_s[cut]).sum(axis=1)
-        t_down = self.dn_unicast[cut] * inv_down
+            server_compute = (self.server_fwd_s[cut_t] + self.server_bwd_s[cut_t]).sum(axis=0)
+        t_down = self.dn_unicast[cut_t] / rate_down
         if self.needs_broadcast:
-            t_down += (self.dn_broadcast[cut[:, 0]] / np.concatenate([r_bc, r_bc]))[:, None]
-        downlink_phase = (t_down + t_bwd).max(axis=1)
+            t_down += self.dn_broadcast[cut[:, 0]] / r_bc
+        downlink_phase = (t_down + t_bwd).max(axis=0)
         total = uplink_phase + server_compute + downlink_phase
 
-        sync2 = np.concatenate([sync, sync])
-        if sync2.any():
-            delta = self.param[cut]
-            sync_s = np.where(sync2, (delta * inv_up).max(axis=1) + (delta * inv_down).max(axis=1), 0.0)
+        if sync.any():
+            delta = self.param[cut_t]
+            sync_s = np.where(sync, (delta / rate_up).max(axis=0) + (delta / rate_down).max(axis=0), 0.0)
             total += sync_s
         else:
-            sync_s = np.zeros(k2)
-        migration = np.zeros(k2)
-        if self.migration_enabled and has_prev.any():
-            c, prev = cut[:k], prev_cut
+            sync_s = np.zeros(rows)
+        migration = np.zeros(rows)
+        if n_policy and self.migration_enabled and has_prev.any():
+            k = n_policy
+            c, prev = cut_t[:, :k], prev_cut.T
             moved = np.abs(self.param[c] - self.param[prev])
-            moving = has_prev[:, None] & (moved > 0)
+            moving = has_prev & (moved > 0)
             if moving.any():
-                inv_rate = np.where(c < prev, inv_up[:k], inv_down[:k])
-                migration[:k] = np.where(moving, moved * inv_rate, 0.0).max(axis=1)
+                rate = np.where(c < prev, rate_up[:, :k], rate_down[:, :k])
+                migration[:k] = np.where(moving, moved / rate, 0.0).max(axis=0)
                 total += migration
         return PricedRounds(total, uplink_phase, server_compute, downlink_phase, sync_s, migration,
-                            t_fwd, t_up, t_down, t_bwd, rate_up, rate_down)
+                            t_fwd.T, t_up.T, t_down.T, t_bwd.T, rate_up.T, rate_down.T)
 
-    def _base(self, k: int) -> np.ndarray:
-        if k == self.k:
-            return self.base2
-        env = np.concatenate([np.arange(k), np.arange(k)])
-        return env[:, None] * (self.n * self.m) + np.arange(self.m)[None, :]
+    def _base(self, k: int, copies: int) -> np.ndarray:
+        """[copies x K, M] flat offsets of gains[env, 0, m] for rows that repeat the K envs."""
+        key = (k, copies)
+        base = self._bases.get(key)
+        if base is None:
+            env = np.tile(np.arange(k), copies)
+            base = self._bases[key] = env[:, None] * (self.n * self.m) + np.arange(self.m)[None, :]
+        return base
 
 
 __all__ = ["BatchPricer", "PricedRounds", "PER_CLIENT", "PHASES"]

@@ -120,7 +120,8 @@ class PSLEnv(gym.Env):
         self._state = None
         self.last_allocation = None
         self._last_info = None
-        return self.core.observe()[0], {}
+        with np.errstate(divide="ignore"):
+            return self.core.observe()[0], {}
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict]:
         if not self._started:
@@ -129,7 +130,9 @@ class PSLEnv(gym.Env):
         batch = codec.one(codec.validate(action))
         traced = self.config["trace_path"] is not None
         before = self.state if traced else None
-        out = self.core.play(batch)
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            out = self.core.play(batch)
+            obs = self.core.observe()[0]
         self._state = None
         info = make_info(0, out.decoded, out.priced, out.reference_total, int(out.rounds[0]))
         reward = float(out.reward[0])
@@ -138,7 +141,7 @@ class PSLEnv(gym.Env):
             self._write_trace(before, info, reward)
         self._last_info = info
         truncated = bool(self.core.round[0] >= self._rounds)
-        return self.core.observe()[0], reward, False, truncated, info
+        return obs, reward, False, truncated, info
 
     def render(self) -> str | None:
         if self.render_mode != "ansi":

@@ -45,6 +45,8 @@ class PSLVectorEnv(VectorEnv):
         config: overrides of ``PSLEnv.default_config()`` (``trace_path`` is not supported here).
         autoreset_mode: an ``AutoresetMode`` or its value (``"NextStep"``, ``"SameStep"``, ``"Disabled"``).
         max_episode_steps: optional cap on the episode length (below ``scenario.rounds``).
+        threads: draw the fading innovations in a worker thread, overlapping decoding and pricing
+            (``"auto"``: when num_envs >= 64). Results are identical either way.
         render_mode: must be None.
         **kwargs: the same keys as ``config`` (e.g. ``scenario``, ``overrides``, ``action_type``).
     """
@@ -53,7 +55,8 @@ class PSLVectorEnv(VectorEnv):
 
     def __init__(self, num_envs: int = 1, config: dict | None = None,
                  autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP,
-                 max_episode_steps: int | None = None, render_mode: str | None = None, **kwargs: Any) -> None:
+                 max_episode_steps: int | None = None, threads: bool | str = "auto",
+                 render_mode: str | None = None, **kwargs: Any) -> None:
         if isinstance(num_envs, bool) or not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
             raise ValueError(f"num_envs: {num_envs!r} is not allowed; allowed: an integer >= 1")
         if render_mode is not None:
@@ -72,6 +75,9 @@ class PSLVectorEnv(VectorEnv):
         self.scenario: Scenario = load_scenario(cfg["scenario"], cfg["overrides"])
         self.core = PSLCore(self.scenario, self.num_envs, cfg["action_type"], cfg["action"], cfg["reward"],
                             cfg["max_latency_ratio"])
+        if threads not in ("auto", True, False):
+            raise ValueError(f"threads: {threads!r} is not allowed; allowed: 'auto', True, False")
+        self.core.use_thread(self.num_envs >= 64 if threads == "auto" else bool(threads))
         self.codec: Codec = self.core.codec
         self.latency_model = self.core.model
         self.single_action_space = self.codec.space
@@ -134,11 +140,8 @@ class PSLVectorEnv(VectorEnv):
                                "autoreset_mode=Disabled reset them with reset(options={'reset_mask': ...})")
         next_step = mode == AutoresetMode.NEXT_STEP and resetting.any()
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            out = core.play(batch, ~resetting if next_step else None)
+            out = core.play(batch, ~resetting if next_step else None)  # also resets the others
             stepped = ~resetting if next_step else np.ones(k, dtype=bool)
-            if next_step:
-                for i in np.flatnonzero(resetting):
-                    core.reset_env(int(i), core.rngs[i])
             reward = np.where(stepped, out.reward, 0.0)
             terminated = np.zeros(k, dtype=bool)
             truncated = (core.round >= self._rounds) & stepped
@@ -160,6 +163,7 @@ class PSLVectorEnv(VectorEnv):
         return obs, reward, terminated, truncated, infos
 
     def close_extras(self, **kwargs: Any) -> None:
+        self.core.close()
         self._started = False
 
     # -- helpers -------------------------------------------------------------------------------------
