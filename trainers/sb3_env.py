@@ -358,12 +358,7 @@ def env_config(cfg: AgentConfig, scenario: Any, overrides: list[str] | None) -> 
 
 
 def _register() -> None:
-    import psl_env.envs  # noqa: F401, PLC0415 - registers psl_env/PSL-v0 (idempotent)
-
-    try:
-        importlib.import_module("psl_env.envs.registration")
-    except ImportError:
-        pass
+    import psl_env  # noqa: F401, PLC0415 - registers psl_env/PSL-v0 (idempotent)
 
 
 def make_single_env(env_id: str, config: dict, wrappers: list | None = None, seed: int | None = None) -> Any:

@@ -1,0 +1,50 @@
+"""The PSL metrics callback: phases, ratio, repairs, cut histogram, and training-mode accuracy /
+simulated time when the env's info carries them."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+from stable_baselines3.common.logger import configure
+
+from trainers.callbacks import PSLMetricsCallback, latest_checkpoint
+
+
+def _info(latency, cut, **extra):
+    return {"latency_s": latency, "uplink_phase_s": latency / 2, "server_compute_s": 0.1,
+            "downlink_phase_s": latency / 2 - 0.1, "sync_s": 0.0, "migration_s": 0.0, "latency_ratio": 0.5,
+            "repairs": 1, "power_repairs": 0, "allocation": {"cut": np.array([cut, cut])}, **extra}
+
+
+def test_metrics_callback_logs_every_tag(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    logger = configure(str(tmp_path / "tb"), ["tensorboard"])
+    cb = PSLMetricsCallback()
+    cb.init_callback(SimpleNamespace(logger=logger, num_timesteps=0))
+    for step in range(3):
+        cb.update_locals({"infos": [_info(2.0, 3, accuracy=0.5 + 0.1 * step, sim_time_s=10.0 * step),
+                                    _info(4.0, 5), {"episode": {"r": 1.0}}]})
+        cb.on_step()
+    cb.on_rollout_end()
+    assert logger.name_to_value["psl/latency_s"] == 3.0
+    assert logger.name_to_value["psl/repairs"] == 1.0
+    assert abs(logger.name_to_value["psl/accuracy"] - 0.6) < 1e-9
+    logger.dump(1)
+    logger.close()
+    acc = EventAccumulator(str(tmp_path / "tb"), size_guidance={"scalars": 0, "histograms": 0})
+    acc.Reload()
+    scalars = set(acc.Tags()["scalars"])
+    assert {"psl/latency_s", "psl/uplink_phase_s", "psl/server_compute_s", "psl/downlink_phase_s", "psl/sync_s",
+            "psl/migration_s", "psl/latency_ratio", "psl/repairs", "psl/accuracy", "psl/sim_time_s"} <= scalars
+    hist = acc.Histograms("psl/cut")[-1].histogram_value
+    assert hist.num == 12 and hist.min == 3 and hist.max == 5
+
+
+def test_latest_checkpoint_picks_most_steps(tmp_path):
+    assert latest_checkpoint(tmp_path) is None
+    for steps in (100, 20, 1000):
+        (tmp_path / f"ckpt_{steps}_steps.zip").write_bytes(b"")
+    (tmp_path / "ckpt_x_steps.zip").write_bytes(b"")
+    assert latest_checkpoint(tmp_path).name == "ckpt_1000_steps.zip"
