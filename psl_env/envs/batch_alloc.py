@@ -51,7 +51,10 @@ def water_fill_owned(owner: np.ndarray, inv_snr: np.ndarray, budget_w: np.ndarra
     n = budget_w.shape[1]
     size = k * n + 1
     used = owner >= 0
-    bins = np.where(used, owner + np.arange(k)[:, None] * n, k * n).ravel()
+    bins = owner + np.arange(0, k * n, n)[:, None]
+    if not used.all():
+        bins = np.where(used, bins, k * n)
+    bins = bins.ravel()
     budget = np.append(budget_w.ravel(), 0.0)
     a = inv_snr.ravel()
     active = used.ravel() & (a < np.inf)
@@ -125,8 +128,11 @@ def priority_owner(gains: np.ndarray, weights: np.ndarray, candidates: np.ndarra
         np.multiply(gains.transpose(1, 0, 2), scale.T[:, :, None], out=score)
         owner = _first_argmax(score, scratch)
     clients = np.arange(n)
-    cand_gain = gains[:, clients[:, None], candidates]  # [K, N, C]
-    pick = _first_argmax([cand_gain[:, :, c] for c in range(candidates.shape[1])])
+    cand_gain = gains.reshape(k, n * m)[:, clients[:, None] * m + candidates]  # [K, N, C]
+    if k * m <= 4096:
+        pick = cand_gain.argmax(axis=2)
+    else:
+        pick = _first_argmax([cand_gain[:, :, c] for c in range(candidates.shape[1])])
     anchor = candidates[clients[None, :], pick]  # [K, N]
     owner[np.arange(k)[:, None], anchor] = clients[None, :]
     return owner

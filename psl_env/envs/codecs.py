@@ -35,8 +35,8 @@ from gymnasium import spaces
 from ..system.allocation import repair_owner
 from ..system.latency import LatencyModel
 from ..system.state import Allocation, RoundState
-from .batch_alloc import (Scratch, anchor_candidates, gather_owned, priority_owner, uplink_need,
-                          water_fill_owned)
+from .batch_alloc import (Scratch, anchor_candidates, downlink_bits, gather_owned, priority_owner,
+                          uplink_need, water_fill_owned)
 
 
 class InvalidAction(ValueError):
@@ -165,6 +165,7 @@ class Codec(ABC):
 
     name: str = ""
     OPTIONS: dict[str, Any] = {}
+    has_action_masks = False  # discrete codecs offer MaskablePPO masks
 
     def __init__(self, model: LatencyModel, **options: Any) -> None:
         unknown = sorted(set(options) - set(self.OPTIONS))
@@ -267,14 +268,23 @@ class PriorityCodec(Codec):
             raise ValueError(f"action.priority_range: {self.priority_range!r} is out of range; allowed [0, 20]")
         self.candidates = anchor_candidates(self.n, self.m)
         self.scratch = Scratch()
+        # uplink_need() as per-cut tables and constants
+        self._need_up_bits = model.act_batch_bits
+        self._need_up_coef = self.n / (self.m * model.noise_w)
+        self._need_dn = model.downlink != "ignore"
+        self._need_dn_bits = downlink_bits(model, np.arange(model.num_blocks + 1))
+        self._need_dn_snr = model.server_power_w / model.noise_w
 
     def allocate(self, cut: np.ndarray, priority: np.ndarray, view: DecisionView) -> Decoded:
         """[K, N] cuts and [K, N] priorities in [-1, 1] -> allocations."""
-        model = self.model
         mean_gain = view.mean_gain()
-        weights = uplink_need(model, cut, mean_gain, view.power_budget_w) * np.exp(self.priority_range * priority)
+        # uplink_need(), inlined
+        need = self._need_up_bits[cut] / np.log2(1.0 + view.power_budget_w * mean_gain * self._need_up_coef)
+        if self._need_dn:
+            need += self._need_dn_bits[cut] / np.log2(1.0 + mean_gain * self._need_dn_snr)
+        weights = need * np.exp(self.priority_range * priority)
         owner = priority_owner(view.gains, weights, self.candidates, mean_gain, self.scratch)
-        inv_snr = model.noise_w / gather_owned(view.gains, owner)
+        inv_snr = self.model.noise_w / gather_owned(view.gains, owner)
         power = water_fill_owned(owner, inv_snr, view.power_budget_w)
         k = cut.shape[0]
         return Decoded(cut, owner, power, self._zeros(k), self._zeros(k))
@@ -330,6 +340,7 @@ class MultiDiscreteCodec(PriorityCodec):
 
     name = "multidiscrete"
     OPTIONS = {"priority_range": 2.0, "levels": 5}
+    has_action_masks = True
 
     def __init__(self, model: LatencyModel, **options: Any) -> None:
         levels = options.get("levels", self.OPTIONS["levels"])
@@ -376,6 +387,7 @@ class AssistedCodec(Codec):
 
     name = "assisted"
     OPTIONS = {"refine": True}
+    has_action_masks = True
 
     def __init__(self, model: LatencyModel, **options: Any) -> None:
         super().__init__(model, **options)

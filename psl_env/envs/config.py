@@ -15,7 +15,7 @@ ACTION_TYPES = ("dict", "box", "multidiscrete", "assisted")
 REWARDS = ("relative", "log-relative")
 
 DEFAULT_CONFIG: dict[str, Any] = {
-    # the scenario: a shipped name, a YAML path, a mapping, or a Scenario
+    # the scenario: a shipped name, a YAML path, a mapping, or a Scenario (None: this default)
     "scenario": "epsl-resnet18",
     # scenario overrides: {"dotted.key": value} or ["dotted.key=value", ...]
     "overrides": None,
@@ -53,6 +53,8 @@ def build_config(config: dict | None = None, **kwargs: Any) -> dict[str, Any]:
             if key not in cfg:
                 raise EnvConfigError(f"{what} {key!r} is unknown; allowed: {sorted(cfg)}")
             cfg[key] = copy.deepcopy(value) if key != "scenario" else value
+    if cfg["scenario"] is None:
+        cfg["scenario"] = DEFAULT_CONFIG["scenario"]
     if cfg["action_type"] not in ACTION_TYPES:
         raise EnvConfigError(f"action_type: {cfg['action_type']!r} is not allowed; allowed: {list(ACTION_TYPES)}")
     if cfg["reward"] not in REWARDS:

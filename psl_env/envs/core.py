@@ -103,6 +103,7 @@ class PSLCore:
         self.prev_latency = np.zeros(k)
         self.prev_ratio = np.zeros(k)
         self.sync = np.zeros(k, dtype=bool)
+        self._static = np.zeros((k, 2 * n), dtype=np.float32)  # observation features fixed per episode
 
     # -- episodes ----------------------------------------------------------------------------------
     def reset_env(self, i: int, rng: np.random.Generator) -> None:
@@ -149,6 +150,7 @@ class PSLCore:
         self.prev_latency[i] = 0.0
         self.prev_ratio[i] = 0.0
         self.sync[i] = state.sync
+        self._static[i] = self.encoder.static_features(state.client_flops[None], state.power_budget_w[None])[0]
 
     # -- one round -----------------------------------------------------------------------------------
     def view(self) -> DecisionView:
@@ -316,13 +318,13 @@ class PSLCore:
             arr = ch.trace.get(key)
             if arr is not None:
                 out[...] = np.where(active[:, None], arr[t], out) if active is not None else arr[t]
+                self._static[...] = self.encoder.static_features(self.client_flops, self.power_budget_w)
 
     # -- observation and states ------------------------------------------------------------------------
     def observe(self) -> np.ndarray:
         """[K, D] float32 observations of the current rounds."""
         return self.encoder.encode(self.observed_gains, self.client_flops, self.power_budget_w, self.prev_cut,
-                                   self.has_prev, np.minimum(self.prev_ratio, self.max_ratio), self.round,
-                                   self.sync)
+                                   self.has_prev, self.prev_ratio, self.round, self.sync, self._static)
 
     def state(self, i: int, observed: bool = True) -> RoundState:
         """The ``RoundState`` of env i (copies): with ``observed`` the gains are the observed ones only."""

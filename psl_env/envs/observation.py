@@ -82,14 +82,26 @@ class ObservationEncoder:
         self.low, self.high = low, high
         self.space = spaces.Box(low, high, (self.size,), dtype=np.float32)
 
+    def static_features(self, client_flops: np.ndarray, power_budget_w: np.ndarray) -> np.ndarray:
+        """[K, 2N] float32 ``compute`` and ``power_budget`` features (constant within an episode
+        unless a trace overrides the device figures)."""
+        k = client_flops.shape[0]
+        out = np.empty((k, 2 * self.n), dtype=np.float32)
+        comp, budget = out[:, : self.n], out[:, self.n:]
+        np.subtract(np.log10(client_flops), self.log_flops_ref, out=comp, casting="same_kind")
+        np.clip(comp, -COMPUTE_CLIP, COMPUTE_CLIP, out=comp)
+        np.divide(power_budget_w, self.budget_ref, out=budget, casting="same_kind")
+        np.clip(budget, 0.0, BUDGET_CLIP, out=budget)
+        return out
+
     def encode(self, gains: np.ndarray, client_flops: np.ndarray, power_budget_w: np.ndarray,
                prev_cut: np.ndarray, has_prev: np.ndarray, prev_ratio: np.ndarray, rounds: np.ndarray,
-               sync: np.ndarray) -> np.ndarray:
+               sync: np.ndarray, static: np.ndarray | None = None) -> np.ndarray:
         """[K, size] float32 observations.
 
         Args:
             gains: [K, N, M] observed gains; client_flops, power_budget_w, prev_cut: [K, N];
-            has_prev, prev_ratio, rounds, sync: [K].
+            has_prev, prev_ratio, rounds, sync: [K]; static: ``static_features`` if precomputed.
         """
         k = gains.shape[0]
         s = self.slices
@@ -99,18 +111,18 @@ class ObservationEncoder:
         np.log10(g, out=g)  # zero gains give -inf, clipped below
         g *= self._a
         g += self._b
-        np.clip(g, -GAIN_CLIP, GAIN_CLIP, out=g)
-        feat = out[:, s["compute"]]
-        np.subtract(np.log10(client_flops), self.log_flops_ref, out=feat, casting="same_kind")
-        np.clip(feat, -COMPUTE_CLIP, COMPUTE_CLIP, out=feat)
-        feat = out[:, s["power_budget"]]
-        np.divide(power_budget_w, self.budget_ref, out=feat, casting="same_kind")
-        np.clip(feat, 0.0, BUDGET_CLIP, out=feat)
-        cut = prev_cut[:, : self.cut_dims]
-        out[:, s["prev_cut"]] = np.where(has_prev[:, None], (cut - 1) / self.cut_span, -1.0)
-        out[:, s["prev_latency"]] = np.minimum(prev_ratio, RATIO_CLIP)[:, None]
-        out[:, s["progress"]] = np.minimum(rounds / self.rounds, 1.0)[:, None]
-        out[:, s["sync"]] = sync[:, None]
+        np.maximum(g, -GAIN_CLIP, out=g)
+        np.minimum(g, GAIN_CLIP, out=g)
+        out[:, s["compute"].start: s["power_budget"].stop] = (
+            self.static_features(client_flops, power_budget_w) if static is None else static)
+        tail = out[:, s["prev_cut"].start:]
+        c = self.cut_dims
+        # prev_cut: (j - 1) / (L - 2), or -1 without a previous round
+        np.multiply(prev_cut[:, :c] - 1, has_prev[:, None] / self.cut_span, out=tail[:, :c], casting="same_kind")
+        tail[:, :c] += has_prev[:, None] - 1.0
+        tail[:, c] = np.minimum(prev_ratio, RATIO_CLIP)
+        tail[:, c + 1] = np.minimum(rounds / self.rounds, 1.0)
+        tail[:, c + 2] = sync
         return out
 
 

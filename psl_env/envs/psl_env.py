@@ -174,10 +174,9 @@ class PSLEnv(gym.Env):
         Cut candidates whose client-side training memory exceeds a client's cap are masked (with a
         common cut: any client's); priority levels are always allowed.
         """
-        masks = self.codec.action_masks(self.decision_view())
-        if masks is None:
+        if not self.codec.has_action_masks:
             raise NotImplementedError(f"action_type={self.codec.name!r} has no discrete action masks")
-        return masks[0]
+        return self.codec.action_masks(self.decision_view())[0]
 
     def observation_of(self, state: RoundState, prev_latency_ratio: float = 0.0) -> np.ndarray:
         """The observation of any ``RoundState`` (e.g. for a policy deciding on simulator states);

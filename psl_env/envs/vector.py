@@ -169,10 +169,9 @@ class PSLVectorEnv(VectorEnv):
     # -- helpers -------------------------------------------------------------------------------------
     def action_masks(self) -> np.ndarray:
         """[K, sum(nvec)] boolean masks of the discrete action dimensions (see ``PSLEnv.action_masks``)."""
-        masks = self.codec.action_masks(self.core.view())
-        if masks is None:
+        if not self.codec.has_action_masks:
             raise NotImplementedError(f"action_type={self.codec.name!r} has no discrete action masks")
-        return masks
+        return self.codec.action_masks(self.core.view())
 
     def states(self) -> list:
         """The current ``RoundState`` of every env (copies, true and observed gains)."""
