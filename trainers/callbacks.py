@@ -202,6 +202,36 @@ class PolicyGapCallback(BaseCallback):
         return row
 
 
+class TqdmProgressCallback(BaseCallback):
+    """A plain ``tqdm`` progress bar (SB3's own ``progress_bar=True`` needs ``rich`` as well)."""
+
+    def __init__(self, total: int) -> None:
+        super().__init__(0)
+        self.total = int(total)
+        self.bar = None
+
+    def _on_training_start(self) -> None:
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=self.total, unit="step", desc="train")
+
+    def _on_step(self) -> bool:
+        self.bar.update(self.training_env.num_envs)
+        return True
+
+    def _on_training_end(self) -> None:
+        self.bar.close()
+
+
+def sb3_progress_bar_available() -> bool:
+    try:
+        import rich  # noqa: F401
+        import tqdm  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 # ---------------------------------------------------------------------------------------------------
 # checkpoints
 
@@ -317,5 +347,6 @@ def latest_checkpoint(save_dir: Path) -> Path | None:
 
 
 __all__ = ["EVAL_BASELINES", "ExactCheckpointCallback", "PSLMetricsCallback", "PolicyGapCallback",
+           "TqdmProgressCallback", "sb3_progress_bar_available",
            "capture_env_state", "latest_checkpoint", "restore_env_state", "rng_state", "save_checkpoint",
            "set_rng_state"]

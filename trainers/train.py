@@ -17,6 +17,7 @@ with the batched env it continues exactly as if never stopped.
 from __future__ import annotations
 
 import argparse
+import re
 import shlex
 import sys
 import time
@@ -96,6 +97,8 @@ def prepare(args: argparse.Namespace) -> dict:
     _check_int(args.eval_freq, "--eval-freq", 0, 10**10)
     _check_int(args.checkpoint_freq, "--checkpoint-freq", 0, 10**10)
     _check_int(args.verbose, "--verbose", 0, 2)
+    if not re.fullmatch(r"cpu|auto|cuda(:\d+)?", str(args.device)):
+        raise UsageError(f"--device: {args.device!r} is not allowed; allowed: cpu, auto, cuda or cuda:N")
     if args.resume is not None:
         return _prepare_resume(args)
     if not args.config:
@@ -220,7 +223,8 @@ def train(plan: dict, progress: bool = True, device: str = "cpu", verbose: int =
     from stable_baselines3.common.logger import configure  # noqa: PLC0415
 
     from .callbacks import (ExactCheckpointCallback, PolicyGapCallback, PSLMetricsCallback,  # noqa: PLC0415
-                            restore_env_state, save_checkpoint, set_rng_state)
+                            TqdmProgressCallback, restore_env_state, save_checkpoint, sb3_progress_bar_available,
+                            set_rng_state)
 
     cfg: AgentConfig = plan["cfg"]
     out: Path = plan["out"]
@@ -252,7 +256,10 @@ def train(plan: dict, progress: bool = True, device: str = "cpu", verbose: int =
     if cfg.checkpoint_freq > 0:
         callbacks.append(ExactCheckpointCallback(out / "checkpoints", cfg.checkpoint_freq, verbose))
     remaining = plan["timesteps"] - (model.num_timesteps if plan["resume"] else 0)
-    model.learn(remaining, callback=callbacks, progress_bar=progress, reset_num_timesteps=not plan["resume"],
+    rich_bar = progress and sb3_progress_bar_available()
+    if progress and not rich_bar:
+        callbacks.append(TqdmProgressCallback(remaining))
+    model.learn(remaining, callback=callbacks, progress_bar=rich_bar, reset_num_timesteps=not plan["resume"],
                 log_interval=1)
     model.save(out / "model.zip")
     norm = model.get_vec_normalize_env()

@@ -48,3 +48,17 @@ def test_latest_checkpoint_picks_most_steps(tmp_path):
         (tmp_path / f"ckpt_{steps}_steps.zip").write_bytes(b"")
     (tmp_path / "ckpt_x_steps.zip").write_bytes(b"")
     assert latest_checkpoint(tmp_path).name == "ckpt_1000_steps.zip"
+
+
+def test_plain_tqdm_bar_when_rich_is_missing(tmp_path, monkeypatch):
+    import trainers.callbacks as callbacks
+    from trainers.cli import main
+
+    import yaml
+
+    monkeypatch.setattr(callbacks, "sb3_progress_bar_available", lambda: False)
+    cfg = tmp_path / "ppo.yaml"
+    cfg.write_text(yaml.safe_dump({"psl_env/PSL-v0": {"algo": "ppo", "n_envs": 2, "n_steps": 8, "batch_size": 16,
+                                                      "n_epochs": 1, "policy_kwargs": {"net_arch": [8]}}}))
+    assert main(["train", "--config", str(cfg), "--scenario", "small-exact", "--timesteps", "16",
+                 "--out", str(tmp_path / "run")]) == 0

@@ -81,6 +81,8 @@ def test_bad_config_values_name_the_key(entry, needle):
     (["--set", "num_clients=0"], "num_clients"),
     (["--scenario", "no-such-scenario"], "no-such-scenario"),
     (["--hyperparams", "env_kwargs.reward=cubic"], "reward"),
+    (["--device", "tpu"], "--device"),
+    (["--eval-freq", "-5"], "--eval-freq"),
 ])
 def test_bad_input_is_one_line_exit_2_nothing_written(tmp_path, capsys, extra, needle):
     cfg = tiny_config(tmp_path)
@@ -196,3 +198,12 @@ def test_batched_vec_env_episode_boundaries():
         assert info["TimeLimit.truncated"] and "terminal_observation" in info and "latency_s" in info
         assert not np.array_equal(info["terminal_observation"], obs[i])
     venv.close()
+
+
+@pytest.mark.parametrize("vec_env", ["dummy", "subproc"])
+def test_single_env_vectorizations_train(tmp_path, vec_env):
+    cfg = tiny_config(tmp_path, "ppo", "box", vec_env=vec_env, n_envs=2,
+                      env_wrapper=["gymnasium.wrappers.RecordEpisodeStatistics"])
+    out = tmp_path / vec_env
+    assert train("--config", str(cfg), "--out", str(out), "--timesteps", "32", *TINY) == 0
+    assert (out / "model.zip").is_file()
