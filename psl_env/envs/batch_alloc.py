@@ -169,3 +169,144 @@ def gather_owned(gains: np.ndarray, owner: np.ndarray) -> np.ndarray:
     k, n, m = gains.shape
     flat = (np.arange(k)[:, None] * (n * m) + np.arange(m)[None, :]) + np.maximum(owner, 0) * m
     return gains.reshape(-1).take(flat)
+
+
+def _cumsum0(x: np.ndarray) -> None:
+    """In-place cumulative sum over axis 0 (sequential adds: the same bits for any batch size)."""
+    if x[0].size <= 256:
+        np.cumsum(x, axis=0, out=x)
+    else:  # numpy's cumsum over a leading axis is slow on wide rows: add row by row
+        for j in range(1, x.shape[0]):
+            x[j] += x[j - 1]
+
+
+class BottleneckGreedy:
+    """The bottleneck greedy subchannel assignment of the EPSL-BCD inner solver, without its per-pick
+    arithmetic, for K rounds at once.
+
+    The solver's greedy (``system.solvers``) repeatedly lets the client with the largest modeled
+    round time take its best free subchannel. Here each client's time is first tabulated as a
+    function of how many subchannels it holds, assuming it holds its own best ones (one vectorized
+    pass): t_i(c) = u_i x (tF_i + B_i / R_i(c) + tB_i + tD_i^bc + D_i / RD_i(c)), with R_i(c) the
+    uplink rate of its c best subchannels at equal power (high-SNR form, W (sum log2(1 + x) - c log2
+    c)), RD_i(c) their downlink rate, B_i / D_i the uplink / unicast downlink bits and u_i a priority
+    factor. The pick order follows the solver's: every client once, most urgent first, then M - N
+    picks each going to the client with the largest t_i(c_i). The subchannels are then dealt in that
+    order, each pick taking its client's best free subchannel (ties: the lower index).
+
+    With u = 1 this lands within a few percent of the solver's assignment (see docs/environment.md);
+    u > 1 makes a client more urgent (earlier and more picks).
+    """
+
+    def __init__(self, model: LatencyModel) -> None:
+        self.model = model
+        self.n, self.m = model.num_clients, model.num_subchannels
+        m = self.m
+        count = np.arange(1, m + 1, dtype=np.float64)
+        self.count = count[:, None, None]
+        self.count_log = (count * np.log2(count))[:, None, None]
+        self.bw = model.subchannel_bw_hz
+        self.inv_noise = 1.0 / model.noise_w
+        self.down_snr = model.server_power_w / model.noise_w
+        self.up_bits = model.act_batch_bits
+        self.use_downlink = model.downlink != "ignore"
+        self.dn_bits = downlink_bits(model, np.arange(model.num_blocks + 1))
+        self.broadcast_bits = (model.phi * model.grad_batch_bits
+                               if model.downlink == "broadcast" and model.phi > 0.0 else None)
+        self.scratch = Scratch()
+
+    def times(self, gains: np.ndarray, budget_w: np.ndarray, client_flops: np.ndarray, cut: np.ndarray,
+              urgency: np.ndarray) -> np.ndarray:
+        """[M, K, N] t_i(c) for c = 1..M (index c - 1), client-major for fast cumulative sums."""
+        k, n, m = gains.shape
+        model = self.model
+        srt = self.scratch.get("sorted", (m, k, n))
+        np.copyto(srt, np.sort(gains, axis=2)[:, :, ::-1].transpose(2, 0, 1))  # j-th best gain of each client
+        up = self.scratch.get("up", (m, k, n))
+        np.multiply(srt, budget_w * self.inv_noise, out=up)
+        up += 1.0
+        np.log2(up, out=up)
+        _cumsum0(up)
+        up -= self.count_log
+        np.maximum(up, 1e-3 * self.count, out=up)
+        # time = scale x (offset + B / R (+ D / RD)), with R = W x up
+        off = (model.fwd_batch[cut] + model.bwd_batch[cut]) / client_flops
+        if self.use_downlink:
+            dn = self.scratch.get("dn", (m, k, n))
+            np.multiply(srt, self.down_snr, out=dn)
+            dn += 1.0
+            np.log2(dn, out=dn)
+            _cumsum0(dn)
+            if self.broadcast_bits is not None:  # R_bc = min_i W sum_m log2(1 + Ps g / N0 W)
+                off = off + (self.broadcast_bits[cut[:, 0]] / (self.bw * dn[m - 1].min(axis=1)))[:, None]
+            np.divide(self.dn_bits[cut] / self.bw, dn, out=dn)
+        t = self.scratch.get("times", (m, k, n))
+        np.divide(self.up_bits[cut] / self.bw, up, out=t)
+        if self.use_downlink:
+            t += dn
+        t += off
+        t *= urgency
+        return t
+
+    def sequence(self, times: np.ndarray) -> np.ndarray:
+        """[K, M] the client of each pick, from the time tables."""
+        m, k, n = times.shape
+        seq = np.empty((k, m), dtype=np.int64)
+        seq[:, :n] = np.argsort(-times[0], axis=1, kind="stable")  # every client once, most urgent first
+        if k == 1:  # the same choices with Python floats (first maximum on ties)
+            table = times[:, 0, :].T.tolist()  # [N][M]
+            held = [1] * n
+            for p in range(n, m):
+                best, pick = table[0][held[0] - 1], 0
+                for i in range(1, n):
+                    value = table[i][held[i] - 1]
+                    if value > best:
+                        best, pick = value, i
+                seq[0, p] = pick
+                held[pick] += 1
+            return seq
+        held = np.ones((k, n), dtype=np.int64)
+        flat = times.reshape(-1)
+        slot = np.arange(k)[:, None] * n + np.arange(n)[None, :]
+        rows = np.arange(k)
+        for p in range(n, m):
+            i = flat.take((held - 1) * (k * n) + slot).argmax(axis=1)
+            seq[:, p] = i
+            held[rows, i] += 1
+        return seq
+
+    def deal(self, gains: np.ndarray, seq: np.ndarray) -> np.ndarray:
+        """[K, M] owners: pick p takes client seq[:, p]'s best free subchannel (ties: lower index)."""
+        k, n, m = gains.shape
+        owner = np.empty((k, m), dtype=np.int64)
+        if k == 1:
+            pref = np.argsort(-gains[0], axis=1, kind="stable").tolist()
+            taken = [False] * m
+            nxt = [0] * n
+            row_owner = owner[0]
+            for i in seq[0].tolist():
+                row, p = pref[i], nxt[i]
+                while taken[row[p]]:
+                    p += 1
+                ch = row[p]
+                taken[ch] = True
+                nxt[i] = p + 1
+                row_owner[ch] = i
+            return owner
+        flat = gains.reshape(-1)
+        base = np.arange(k)[:, None] * (n * m) + np.arange(m)[None, :]
+        rows = np.arange(k)
+        taken = np.zeros((k, m))  # 1e300 where taken: gains are >= 0, so taken subchannels never win
+        row = np.empty((k, m))
+        for p in range(m):
+            i = seq[:, p]
+            np.subtract(flat.take(base + (i * m)[:, None]), taken, out=row)
+            ch = row.argmax(axis=1)
+            owner[rows, ch] = i
+            taken[rows, ch] = 1e300
+        return owner
+
+    def owner(self, gains: np.ndarray, budget_w: np.ndarray, client_flops: np.ndarray, cut: np.ndarray,
+              urgency: np.ndarray) -> np.ndarray:
+        """[K, M] assignment: every subchannel used, every client served (M >= N)."""
+        return self.deal(gains, self.sequence(self.times(gains, budget_w, client_flops, cut, urgency)))

@@ -11,8 +11,9 @@ a sensible, feasible allocation:
                                                         repaired (``repair_owner``), fractions of a
                                                         client summing above 1 are scaled down
 ``box``          Box([-1, 1], C + N), float32           C cut scores (C = 1, or N with per-device
-                                                        cuts) + N client priorities -> weighted
-                                                        proportional-fair subchannels + water-filling
+                                                        cuts) + N client priorities -> the solver's
+                                                        bottleneck greedy (priority-scaled) +
+                                                        water-filling
 ``multidiscrete``MultiDiscrete([L-1]*C + [Q]*N)         the same with cut indices and Q priority levels
 ``assisted``     Discrete(L-1) (or MultiDiscrete [N])   the cut(s) only; subchannels and power by the
                                                         optimizer's inner solver (``solve_resources``)
@@ -35,8 +36,8 @@ from gymnasium import spaces
 from ..system.allocation import repair_owner
 from ..system.latency import LatencyModel
 from ..system.state import Allocation, RoundState
-from .batch_alloc import (Scratch, anchor_candidates, downlink_bits, gather_owned, priority_owner,
-                          uplink_need, water_fill_owned)
+from .batch_alloc import (BottleneckGreedy, Scratch, anchor_candidates, downlink_bits, gather_owned,
+                          priority_owner, water_fill_owned)
 
 
 class InvalidAction(ValueError):
@@ -247,28 +248,39 @@ class Codec(ABC):
 
 
 class PriorityCodec(Codec):
-    """Shared decoder of ``box`` and ``multidiscrete``: cuts + per-client priorities in [-1, 1].
+    """Shared decoder of ``box`` and ``multidiscrete``: cuts + one priority a_i in [-1, 1] per client.
 
-    Decoding, for priorities a_i and cuts j_i:
+    Decoding, for cuts j_i and priorities a_i (u_i = exp(priority_range x a_i), 1 when neutral):
 
-    1. weight w_i = need_i x exp(priority_range x a_i), where need_i is the client's air time per
-       subchannel at its cut (uplink bits over its typical uplink rate, plus the unicast downlink
-       bits over its downlink rate): the neutral action (a = 0) balances transfer times;
-    2. subchannels: ``priority_owner`` (weighted proportional fair on the observed gains, with one
-       guaranteed anchor subchannel per client, so no repair is ever needed);
-    3. power: exact water-filling of each client's budget over its subchannels.
+    - ``assignment="greedy"`` (default): the solver's bottleneck greedy without its per-pick
+      arithmetic (``BottleneckGreedy``): each client's modeled round time as a function of how many
+      of its best subchannels it holds is tabulated and scaled by u_i; every client picks once (most
+      urgent first), then each remaining subchannel goes to the client with the largest time, each
+      pick taking its client's best free subchannel. The neutral action is within a few percent of
+      the solver's assignment; priorities shift subchannels towards (a_i > 0) or away from clients.
+    - ``assignment="proportional-fair"``: faster, coarser: every subchannel goes to the client with
+      the largest w_i x g_im / mean_m g_im, w_i = u_i x (air time per subchannel), plus one anchor
+      subchannel per client (``priority_owner``).
+
+    Power: exact water-filling of each client's budget over its subchannels. No repair is ever
+    needed: every client holds at least one subchannel.
     """
 
-    OPTIONS = {"priority_range": 2.0}
+    OPTIONS = {"priority_range": 2.0, "assignment": "greedy"}
+    ASSIGNMENTS = ("greedy", "proportional-fair")
 
     def __init__(self, model: LatencyModel, **options: Any) -> None:
         super().__init__(model, **options)
         self.priority_range = float(self.options["priority_range"])
         if not (0.0 <= self.priority_range <= 20.0):
             raise ValueError(f"action.priority_range: {self.priority_range!r} is out of range; allowed [0, 20]")
+        self.assignment = self.options["assignment"]
+        if self.assignment not in self.ASSIGNMENTS:
+            raise ValueError(f"action.assignment: {self.assignment!r} is not allowed; allowed: {list(self.ASSIGNMENTS)}")
+        self.greedy = BottleneckGreedy(model)
         self.candidates = anchor_candidates(self.n, self.m)
         self.scratch = Scratch()
-        # uplink_need() as per-cut tables and constants
+        # uplink_need() as per-cut tables and constants (proportional-fair weights)
         self._need_up_bits = model.act_batch_bits
         self._need_up_coef = self.n / (self.m * model.noise_w)
         self._need_dn = model.downlink != "ignore"
@@ -277,28 +289,32 @@ class PriorityCodec(Codec):
 
     def allocate(self, cut: np.ndarray, priority: np.ndarray, view: DecisionView) -> Decoded:
         """[K, N] cuts and [K, N] priorities in [-1, 1] -> allocations."""
-        mean_gain = view.mean_gain()
-        # uplink_need(), inlined
-        need = self._need_up_bits[cut] / np.log2(1.0 + view.power_budget_w * mean_gain * self._need_up_coef)
-        if self._need_dn:
-            need += self._need_dn_bits[cut] / np.log2(1.0 + mean_gain * self._need_dn_snr)
-        weights = need * np.exp(self.priority_range * priority)
-        owner = priority_owner(view.gains, weights, self.candidates, mean_gain, self.scratch)
+        urgency = np.exp(self.priority_range * priority)
+        if self.assignment == "greedy":
+            owner = self.greedy.owner(view.gains, view.power_budget_w, view.client_flops, cut, urgency)
+        else:
+            mean_gain = view.mean_gain()
+            # uplink_need(), inlined
+            need = self._need_up_bits[cut] / np.log2(1.0 + view.power_budget_w * mean_gain * self._need_up_coef)
+            if self._need_dn:
+                need += self._need_dn_bits[cut] / np.log2(1.0 + mean_gain * self._need_dn_snr)
+            owner = priority_owner(view.gains, need * urgency, self.candidates, mean_gain, self.scratch)
         inv_snr = self.model.noise_w / gather_owned(view.gains, owner)
         power = water_fill_owned(owner, inv_snr, view.power_budget_w)
         k = cut.shape[0]
         return Decoded(cut, owner, power, self._zeros(k), self._zeros(k))
 
     def _priority_of(self, alloc: Allocation, state: RoundState) -> np.ndarray:
-        """Priorities whose weighted shares match the allocation's subchannel counts (clipped)."""
-        view = DecisionView.of_state(state)
-        need = uplink_need(self.model, alloc.cut[None], view.mean_gain(), view.power_budget_w)[0]
-        counts = np.bincount(alloc.owner[alloc.owner >= 0], minlength=self.n).astype(np.float64)
-        share = np.maximum(counts, 0.5) / self.m
-        prior = need / need.sum()
+        """Priorities that move the decoded subchannel counts towards the allocation's (a projection:
+        log of the count ratio to the neutral decoding, over priority_range, clipped)."""
         if self.priority_range == 0:
             return np.zeros(self.n)
-        return np.clip(np.log(share / prior) / self.priority_range, -1.0, 1.0)
+        view = DecisionView.of_state(state)
+        neutral = self.allocate(alloc.cut[None], np.zeros((1, self.n)), view).owner[0]
+        counts = np.bincount(alloc.owner[alloc.owner >= 0], minlength=self.n)
+        base = np.bincount(neutral, minlength=self.n)
+        ratio = np.maximum(counts, 0.5) / np.maximum(base, 0.5)
+        return np.clip(np.log(ratio) / self.priority_range, -1.0, 1.0)
 
 
 class BoxCodec(PriorityCodec):
@@ -339,7 +355,7 @@ class MultiDiscreteCodec(PriorityCodec):
     (level q -> priority -1 + 2q / (Q - 1)) (PPO, A2C, MaskablePPO)."""
 
     name = "multidiscrete"
-    OPTIONS = {"priority_range": 2.0, "levels": 5}
+    OPTIONS = {**PriorityCodec.OPTIONS, "levels": 5}
     has_action_masks = True
 
     def __init__(self, model: LatencyModel, **options: Any) -> None:
