@@ -20,10 +20,12 @@ class Scratch:
 
     def __init__(self) -> None:
         self._arrays: dict[str, np.ndarray] = {}
+        self.fresh = False  # whether the last ``get`` allocated (its content is undefined)
 
     def get(self, name: str, shape: tuple[int, ...], dtype: type = np.float64) -> np.ndarray:
         arr = self._arrays.get(name)
-        if arr is None or arr.shape != shape or arr.dtype != dtype:
+        self.fresh = arr is None or arr.shape != shape or arr.dtype != dtype
+        if self.fresh:
             arr = self._arrays[name] = np.empty(shape, dtype=dtype)
         return arr
 
@@ -208,40 +210,44 @@ class BottleneckGreedy:
         self.bw = model.subchannel_bw_hz
         self.inv_noise = 1.0 / model.noise_w
         self.down_snr = model.server_power_w / model.noise_w
-        self.up_bits = model.act_batch_bits
+        self.up_bits = model.act_batch_bits / self.bw  # bits / W, per cut
         self.use_downlink = model.downlink != "ignore"
-        self.dn_bits = downlink_bits(model, np.arange(model.num_blocks + 1))
+        self.dn_bits = downlink_bits(model, np.arange(model.num_blocks + 1)) / self.bw
+        self.compute = model.fwd_batch + model.bwd_batch  # client FLOPs per batch, forward + backward
         self.broadcast_bits = (model.phi * model.grad_batch_bits
                                if model.downlink == "broadcast" and model.phi > 0.0 else None)
         self.scratch = Scratch()
 
     def times(self, gains: np.ndarray, budget_w: np.ndarray, client_flops: np.ndarray, cut: np.ndarray,
               urgency: np.ndarray) -> np.ndarray:
-        """[M, K, N] t_i(c) for c = 1..M (index c - 1), client-major for fast cumulative sums."""
+        """[C, K, N] t_i(c) for c = 1..C (index c - 1), C = M - N + 1 (the most a client can hold);
+        client-major for fast cumulative sums."""
         k, n, m = gains.shape
-        model = self.model
+        rows = m - n + 1
         srt = self.scratch.get("sorted", (m, k, n))
         np.copyto(srt, np.sort(gains, axis=2)[:, :, ::-1].transpose(2, 0, 1))  # j-th best gain of each client
-        up = self.scratch.get("up", (m, k, n))
-        np.multiply(srt, budget_w * self.inv_noise, out=up)
+        up = self.scratch.get("up", (rows, k, n))
+        np.multiply(srt[:rows], budget_w * self.inv_noise, out=up)
         up += 1.0
         np.log2(up, out=up)
         _cumsum0(up)
-        up -= self.count_log
-        np.maximum(up, 1e-3 * self.count, out=up)
-        # time = scale x (offset + B / R (+ D / RD)), with R = W x up
-        off = (model.fwd_batch[cut] + model.bwd_batch[cut]) / client_flops
+        up -= self.count_log[:rows]
+        np.maximum(up, 1e-3 * self.count[:rows], out=up)
+        # time = urgency x (compute + B / R + D / RD (+ broadcast)), R = W x up, RD = W x dn
+        off = self.compute[cut] / client_flops
         if self.use_downlink:
-            dn = self.scratch.get("dn", (m, k, n))
-            np.multiply(srt, self.down_snr, out=dn)
+            bc = self.broadcast_bits is not None
+            dn = self.scratch.get("dn", (m if bc else rows, k, n))
+            np.multiply(srt[: dn.shape[0]], self.down_snr, out=dn)
             dn += 1.0
             np.log2(dn, out=dn)
+            if bc:  # R_bc = min_i W sum_m log2(1 + Ps g / N0 W), on the observed gains
+                off = off + (self.broadcast_bits[cut[:, 0]] / (self.bw * dn.sum(axis=0).min(axis=1)))[:, None]
+            dn = dn[:rows]
             _cumsum0(dn)
-            if self.broadcast_bits is not None:  # R_bc = min_i W sum_m log2(1 + Ps g / N0 W)
-                off = off + (self.broadcast_bits[cut[:, 0]] / (self.bw * dn[m - 1].min(axis=1)))[:, None]
-            np.divide(self.dn_bits[cut] / self.bw, dn, out=dn)
-        t = self.scratch.get("times", (m, k, n))
-        np.divide(self.up_bits[cut] / self.bw, up, out=t)
+            np.divide(self.dn_bits[cut], dn, out=dn)
+        t = self.scratch.get("times", (rows, k, n))
+        np.divide(self.up_bits[cut], up, out=t)
         if self.use_downlink:
             t += dn
         t += off
@@ -250,11 +256,12 @@ class BottleneckGreedy:
 
     def sequence(self, times: np.ndarray) -> np.ndarray:
         """[K, M] the client of each pick, from the time tables."""
-        m, k, n = times.shape
+        rows, k, n = times.shape
+        m = rows + n - 1
         seq = np.empty((k, m), dtype=np.int64)
         seq[:, :n] = np.argsort(-times[0], axis=1, kind="stable")  # every client once, most urgent first
         if k == 1:  # the same choices with Python floats (first maximum on ties)
-            table = times[:, 0, :].T.tolist()  # [N][M]
+            table = times[:, 0, :].T.tolist()  # [N][C]
             held = [1] * n
             for p in range(n, m):
                 best, pick = table[0][held[0] - 1], 0

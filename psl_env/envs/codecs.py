@@ -101,6 +101,7 @@ class Decoded:
     power_w: np.ndarray
     repairs: np.ndarray
     power_repairs: np.ndarray
+    all_used: bool | None = None  # every subchannel has an owner (None: unknown)
 
     def allocation(self, k: int = 0) -> Allocation:
         return Allocation(self.cut[k].copy(), self.owner[k].copy(), self.power_w[k].copy())
@@ -302,7 +303,7 @@ class PriorityCodec(Codec):
         inv_snr = self.model.noise_w / gather_owned(view.gains, owner)
         power = water_fill_owned(owner, inv_snr, view.power_budget_w)
         k = cut.shape[0]
-        return Decoded(cut, owner, power, self._zeros(k), self._zeros(k))
+        return Decoded(cut, owner, power, self._zeros(k), self._zeros(k), True)
 
     def _priority_of(self, alloc: Allocation, state: RoundState) -> np.ndarray:
         """Priorities that move the decoded subchannel counts towards the allocation's (a projection:
@@ -443,7 +444,7 @@ class AssistedCodec(Codec):
         for i in range(k):
             alloc = self._solve(self.model, view.states(i), cut[i], refine=self.refine)
             owner[i], power[i] = alloc.owner, alloc.power_w
-        return Decoded(cut, owner, power, self._zeros(k), self._zeros(k))
+        return Decoded(cut, owner, power, self._zeros(k), self._zeros(k), True)
 
     def encode(self, alloc: Allocation, state: RoundState) -> np.ndarray:
         if self.cut_dims == 1:

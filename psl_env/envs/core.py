@@ -194,7 +194,7 @@ class PSLCore:
         decoded = self.codec.decode_batch(actions, self.view())
         priced, ref_total = self.pricer.price(self.gains, self.client_flops, self.power_budget_w, decoded.cut,
                                               decoded.owner, decoded.power_w, self.prev_cut, self.has_prev,
-                                              self.sync)
+                                              self.sync, None, decoded.all_used)
         ratio = priced.total / ref_total
         capped = np.minimum(ratio, self.max_ratio)
         np.copyto(capped, self.max_ratio, where=np.isnan(capped))

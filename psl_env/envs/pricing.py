@@ -107,26 +107,40 @@ class BatchPricer:
 
     def price(self, gains: np.ndarray, client_flops: np.ndarray, power_budget_w: np.ndarray, cut: np.ndarray,
               owner: np.ndarray, power: np.ndarray, prev_cut: np.ndarray, has_prev: np.ndarray,
-              sync: np.ndarray, r_bc: np.ndarray | None = None) -> tuple[PricedRounds, np.ndarray]:
+              sync: np.ndarray, r_bc: np.ndarray | None = None,
+              all_used: bool | None = None) -> tuple[PricedRounds, np.ndarray]:
         """SPEC 4 for K rounds, and the total latency of the fixed reference allocation on them.
 
         The reference (middle cut, round-robin subchannels, equal power) never changes its cut, so
-        it pays no migration. ``has_prev`` [K] marks rounds with a previous cut.
+        it pays no migration. ``has_prev`` [K] marks rounds with a previous cut; ``all_used`` may
+        say that every subchannel has an owner (checked when not given).
 
         Returns:
             (the rounds' ``PricedRounds``, the reference's total latency [K]).
         """
-        k = cut.shape[0]
+        k, n = cut.shape
+        m = self.m
         if r_bc is None and self.needs_broadcast:
             r_bc = self.broadcast_rate(gains)
-        ref_power = power_budget_w[:, self.ref_owner] * self.ref_share
-        owner2 = np.concatenate([owner, np.broadcast_to(self.ref_owner, owner.shape)])
-        power2 = np.concatenate([power, ref_power])
-        cut2 = np.concatenate([cut, np.full_like(cut, self.ref_cut)])
-        flops2 = np.concatenate([client_flops, client_flops])
+        # rows 0..K-1: the policy; rows K..2K-1: the reference (its owner and cut rows never change)
+        owner2 = self.scratch.get("owner2", (2 * k, m), np.int64)
+        fresh = self.scratch.fresh
+        cut2 = self.scratch.get("cut2", (2 * k, n), np.int64)
+        if fresh or self.scratch.fresh:
+            owner2[k:] = self.ref_owner
+            cut2[k:] = self.ref_cut
+        owner2[:k] = owner
+        cut2[:k] = cut
+        power2 = np.empty((2 * k, m))
+        power2[:k] = power
+        np.multiply(power_budget_w[:, self.ref_owner], self.ref_share, out=power2[k:])
+        flops2 = np.empty((2 * k, n))
+        flops2[:k] = client_flops
+        flops2[k:] = client_flops
         r_bc2 = None if r_bc is None else np.concatenate([r_bc, r_bc])
+        all_used = all_used if all_used is not None else bool((owner >= 0).all())
         priced = self._price(gains, self._base(k, 2), flops2, cut2, owner2, power2, prev_cut, has_prev,
-                             np.concatenate([sync, sync]), r_bc2, k)
+                             np.concatenate([sync, sync]), r_bc2, k, all_used)
         return priced.rows(slice(0, k)), priced.total[k:]
 
     def price_reference(self, gains: np.ndarray, client_flops: np.ndarray, power_budget_w: np.ndarray,
@@ -140,10 +154,10 @@ class BatchPricer:
         cut = np.full((k, self.n), self.ref_cut, dtype=np.int64)
         with np.errstate(divide="ignore", invalid="ignore"):
             return self._price(gains, self._base(k, 1), client_flops, cut, owner, power, None, None,
-                               np.asarray(sync, dtype=bool), r_bc, 0)
+                               np.asarray(sync, dtype=bool), r_bc, 0, True)
 
     def _price(self, gains, base, flops, cut, owner, power, prev_cut, has_prev, sync, r_bc,
-               n_policy) -> PricedRounds:
+               n_policy, all_used) -> PricedRounds:
         """Rows r read the gains of ``base[r]``; the first ``n_policy`` rows may pay migration.
 
         Per-client quantities are computed client-major ([N, R]) so that the maxima over clients are
@@ -152,8 +166,6 @@ class BatchPricer:
         """
         rows, n = cut.shape
         m = self.m
-        used = owner >= 0
-        all_used = used.all()
         own = owner if all_used else np.maximum(owner, 0)
         g_sel = gains.reshape(-1).take(base + own * m)
         up = power * g_sel
@@ -165,7 +177,7 @@ class BatchPricer:
         np.log2(down, out=down)
         bins = own * rows + self.row_index[:rows]
         if not all_used:
-            bins = np.where(used, bins, rows * n)
+            bins = np.where(owner >= 0, bins, rows * n)
         bins = bins.ravel()
         size = rows * n + (0 if all_used else 1)
         rate_up = np.bincount(bins, up.ravel(), minlength=size)[: rows * n].reshape(n, rows)
