@@ -175,6 +175,17 @@ class PSLCore:
     def close(self) -> None:
         self.use_thread(False)
 
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_pool"] = None  # threads do not pickle; recreated on load
+        state["_threaded"] = self._pool is not None
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        threaded = state.pop("_threaded", False)
+        self.__dict__.update(state)
+        self.use_thread(threaded)
+
     def play(self, actions: Any, active: np.ndarray | None = None) -> StepOutcome:
         """Decode, price and advance every env, or only those in ``active`` while the others start a
         new episode (the vector env's next-step autoreset; they continue their own generators).

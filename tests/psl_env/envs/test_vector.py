@@ -89,3 +89,31 @@ def test_next_step_autoreset_semantics():
     assert np.all(obs[:, vec.core.encoder.slices["progress"]] == 0)
     masks = vec.action_masks() if vec.codec.has_action_masks else None
     assert masks is None
+
+
+@pytest.mark.parametrize("threads", [True, False])
+def test_pickled_vector_env_resumes_exactly(threads):
+    import pickle
+
+    vec = PSLVectorEnv(4, scenario="small-exact", threads=threads, overrides={"rounds": 3})
+    vec.reset(seed=2)
+    vec.action_space.seed(0)
+    for _ in range(4):
+        vec.step(vec.action_space.sample())
+    clone = pickle.loads(pickle.dumps(vec))
+    actions = [vec.action_space.sample() for _ in range(5)]
+    assert_same([vec.step(a) for a in actions], [clone.step(a) for a in actions])
+    vec.close()
+    clone.close()
+
+
+def test_pickled_single_env_resumes_exactly():
+    import pickle
+
+    env = gym.make("psl_env/PSL-v0", scenario="small-exact").unwrapped
+    env.reset(seed=4)
+    env.action_space.seed(0)
+    env.step(env.action_space.sample())
+    clone = pickle.loads(pickle.dumps(env))
+    actions = [env.action_space.sample() for _ in range(4)]
+    assert_same([env.step(a) for a in actions], [clone.step(a) for a in actions])
