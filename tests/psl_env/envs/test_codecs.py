@@ -77,8 +77,9 @@ def test_every_action_decodes_feasibly(action_type, scenario, data, seed, steps)
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS)
-def test_assisted_decodes_feasibly(scenario):
-    env = env_for("assisted", scenario)
+@pytest.mark.parametrize("solver", ["bcd", "greedy"])
+def test_assisted_decodes_feasibly(scenario, solver):
+    env = PSLEnv(scenario=scenario, action_type="assisted", action={"solver": solver})
     for seed in range(3):
         state = random_state(env, seed, 1)
         env.action_space.seed(seed)

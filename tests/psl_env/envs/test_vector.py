@@ -21,6 +21,7 @@ CASES = [
     ("NextStep", {"scenario": "edgesplit-vgg16", "overrides": {"rounds": 4}}),
     ("SameStep", {"overrides": {"rounds": 4, "scheme": "sfl", "phi": 0.0}}),
     ("NextStep", {"action_type": "assisted", "overrides": {"rounds": 3}}),
+    ("SameStep", {"action_type": "assisted", "action": {"solver": "greedy"}, "overrides": {"rounds": 3}}),
 ]
 
 
