@@ -2,10 +2,12 @@
 
 - ``water_fill_owned``: exact per-client water-filling over the subchannels each client owns
   (the power step of every low-dimensional codec; same optimum as ``system.solvers.water_fill``).
-- ``priority_owner``: the weighted proportional-fair subchannel assignment with one guaranteed
-  ("anchor") subchannel per client, used by the ``box`` and ``multidiscrete`` codecs.
-- ``uplink_need``: a client's bits to move divided by its typical per-subchannel rate (the prior
-  that makes the neutral action balance the clients' air time).
+- ``BottleneckGreedy``: the solver's bottleneck greedy subchannel assignment, batched (the default
+  assignment of the ``box`` and ``multidiscrete`` codecs).
+- ``priority_owner`` with ``uplink_need``: a faster, coarser weighted proportional-fair
+  assignment with one guaranteed ("anchor") subchannel per client.
+
+Every function gives a round the same result alone or in a batch (bitwise).
 """
 
 from __future__ import annotations
@@ -151,18 +153,18 @@ def downlink_bits(model: LatencyModel, cut: np.ndarray) -> np.ndarray:
 
 
 def uplink_need(model: LatencyModel, cut: np.ndarray, mean_gain: np.ndarray, budget_w: np.ndarray) -> np.ndarray:
-    """[K, N] air time of each client on one subchannel: uplink bits / rate + downlink bits / rate.
+    """[K, N] air time (s) of each client on one subchannel: uplink bits / rate + downlink bits / rate.
 
     Rates are those of a subchannel of mean gain, with the client's budget spread over M/N
     subchannels (uplink) or the server's per-subchannel power (downlink). Proportional to the
     share of the band that balances the clients' transfer times.
     """
-    n, m = model.num_clients, model.num_subchannels
+    n, m, bw = model.num_clients, model.num_subchannels, model.subchannel_bw_hz
     snr_up = budget_w * mean_gain * (n / (m * model.noise_w))
-    need = model.act_batch_bits[cut] / np.log2(1.0 + snr_up)
+    need = (model.act_batch_bits[cut] / bw) / np.log2(1.0 + snr_up)
     if model.downlink != "ignore":
         snr_dn = mean_gain * (model.server_power_w / model.noise_w)
-        need = need + downlink_bits(model, cut) / np.log2(1.0 + snr_dn)
+        need = need + (downlink_bits(model, cut) / bw) / np.log2(1.0 + snr_dn)
     return need
 
 

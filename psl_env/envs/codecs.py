@@ -36,8 +36,8 @@ from gymnasium import spaces
 from ..system.allocation import repair_owner
 from ..system.latency import LatencyModel
 from ..system.state import Allocation, RoundState
-from .batch_alloc import (BottleneckGreedy, Scratch, anchor_candidates, downlink_bits, gather_owned,
-                          priority_owner, water_fill_owned)
+from .batch_alloc import (BottleneckGreedy, Scratch, anchor_candidates, gather_owned, priority_owner,
+                          uplink_need, water_fill_owned)
 
 
 class InvalidAction(ValueError):
@@ -281,12 +281,6 @@ class PriorityCodec(Codec):
         self.greedy = BottleneckGreedy(model)
         self.candidates = anchor_candidates(self.n, self.m)
         self.scratch = Scratch()
-        # uplink_need() as per-cut tables and constants (proportional-fair weights)
-        self._need_up_bits = model.act_batch_bits
-        self._need_up_coef = self.n / (self.m * model.noise_w)
-        self._need_dn = model.downlink != "ignore"
-        self._need_dn_bits = downlink_bits(model, np.arange(model.num_blocks + 1))
-        self._need_dn_snr = model.server_power_w / model.noise_w
 
     def allocate(self, cut: np.ndarray, priority: np.ndarray, view: DecisionView) -> Decoded:
         """[K, N] cuts and [K, N] priorities in [-1, 1] -> allocations."""
@@ -295,10 +289,7 @@ class PriorityCodec(Codec):
             owner = self.greedy.owner(view.gains, view.power_budget_w, view.client_flops, cut, urgency)
         else:
             mean_gain = view.mean_gain()
-            # uplink_need(), inlined
-            need = self._need_up_bits[cut] / np.log2(1.0 + view.power_budget_w * mean_gain * self._need_up_coef)
-            if self._need_dn:
-                need += self._need_dn_bits[cut] / np.log2(1.0 + mean_gain * self._need_dn_snr)
+            need = uplink_need(self.model, cut, mean_gain, view.power_budget_w)
             owner = priority_owner(view.gains, need * urgency, self.candidates, mean_gain, self.scratch)
         inv_snr = self.model.noise_w / gather_owned(view.gains, owner)
         power = water_fill_owned(owner, inv_snr, view.power_budget_w)
