@@ -71,6 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--clients", type=int, default=10)
     ap.add_argument("--subchannels", type=int, default=20)
     ap.add_argument("--action-type", default="box")
+    ap.add_argument("--assignment", choices=("greedy", "proportional-fair"), default=None,
+                    help="box / multidiscrete subchannel assignment (default: the codec's, greedy)")
     ap.add_argument("--num-envs", type=int, default=1024)
     ap.add_argument("--single-steps", type=int, default=5000)
     ap.add_argument("--vector-steps", type=int, default=100)
@@ -82,10 +84,13 @@ def main(argv: list[str] | None = None) -> int:
 
     kwargs = {"scenario": args.scenario, "action_type": args.action_type,
               "overrides": {"num_clients": args.clients, "num_subchannels": args.subchannels, "model": args.model}}
+    if args.assignment:
+        kwargs["action"] = {"assignment": args.assignment}
     threads = {"auto": "auto", "on": True, "off": False}[args.threads]
+    load = f", load average {os.getloadavg()[0]:.2f}" if hasattr(os, "getloadavg") else ""
     print(f"scenario {args.scenario}, model {args.model}, N={args.clients}, M={args.subchannels}, "
-          f"action_type={args.action_type}; {os.cpu_count()} CPUs, load average "
-          f"{os.getloadavg()[0]:.2f}" if hasattr(os, "getloadavg") else "")
+          f"action_type={args.action_type}, assignment={args.assignment or 'greedy'}; "
+          f"{os.cpu_count()} CPUs{load}")
     rows = []
     single = PSLEnv(**kwargs)
     rows.append(("PSLEnv (unwrapped)", 1, time_single(single, args.single_steps, args.repeats, args.seed)))
