@@ -207,8 +207,8 @@ class BottleneckGreedy:
         self.n, self.m = model.num_clients, model.num_subchannels
         m = self.m
         count = np.arange(1, m + 1, dtype=np.float64)
-        self.count = count[:, None, None]
         self.count_log = (count * np.log2(count))[:, None, None]
+        self.rate_floor = (1e-3 * count)[:, None, None]  # keeps the high-SNR rate form positive
         self.bw = model.subchannel_bw_hz
         self.inv_noise = 1.0 / model.noise_w
         self.down_snr = model.server_power_w / model.noise_w
@@ -234,7 +234,7 @@ class BottleneckGreedy:
         np.log2(up, out=up)
         _cumsum0(up)
         up -= self.count_log[:rows]
-        np.maximum(up, 1e-3 * self.count[:rows], out=up)
+        np.maximum(up, self.rate_floor[:rows], out=up)
         # time = urgency x (compute + B / R + D / RD (+ broadcast)), R = W x up, RD = W x dn
         off = self.compute[cut] / client_flops
         if self.use_downlink:
