@@ -56,11 +56,14 @@ def run(args: argparse.Namespace) -> int:
     eval_freq = max(args.timesteps // 3, 1)
     train_args = SimpleNamespace(config=str(CONFIG), scenario=SCENARIO, overrides=[], hyperparams=[],
                                  timesteps=args.timesteps, seed=args.seed, out=str(agent_dir), resume=None,
-                                 eval_freq=eval_freq, checkpoint_freq=eval_freq, device="cpu",
+                                 eval_freq=eval_freq, checkpoint_freq=eval_freq, device="cpu", threads=1,
                                  progress=args.progress, verbose=0)
     if agent_dir.exists():
         shutil.rmtree(agent_dir)  # the demo starts over; nothing else in --out is touched before this point
     plan = train_cmd.prepare(train_args)
+    import torch
+
+    torch.set_num_threads(1)  # small networks: one thread leaves the other core to the environment
     t0 = time.perf_counter()
     print(f"[1/2] training PPO ({plan['cfg'].action_type} codec) on {SCENARIO} for {args.timesteps} steps ...")
     train_cmd.train(plan, progress=args.progress, command=f"psl train --config configs/agents/ppo.yaml "

@@ -51,6 +51,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint-freq", type=int, default=None, help="steps between checkpoints "
                                                                           "(0 = only at the end)")
     parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: the networks are "
+                                                               "small, the environment needs the other cores)")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     parser.add_argument("-v", "--verbose", type=int, default=0, help="SB3 verbosity (0, 1, 2)")
 
@@ -97,6 +99,7 @@ def prepare(args: argparse.Namespace) -> dict:
     _check_int(args.eval_freq, "--eval-freq", 0, 10**10)
     _check_int(args.checkpoint_freq, "--checkpoint-freq", 0, 10**10)
     _check_int(args.verbose, "--verbose", 0, 2)
+    _check_int(getattr(args, "threads", 1), "--threads", 1, 256)
     if not re.fullmatch(r"cpu|auto|cuda(:\d+)?", str(args.device)):
         raise UsageError(f"--device: {args.device!r} is not allowed; allowed: cpu, auto, cuda or cuda:N")
     if args.resume is not None:
@@ -274,6 +277,9 @@ def run(args: argparse.Namespace) -> int:
     plan = prepare(args)
     command = shlex.join(["psl", *sys.argv[1:]]) if sys.argv[1:2] == ["train"] else "psl train"
     t0 = time.perf_counter()
+    import torch  # noqa: PLC0415
+
+    torch.set_num_threads(args.threads)
     train(plan, progress=args.progress, device=args.device, verbose=args.verbose, command=command)
     out = plan["out"]
     cfg = plan["cfg"]
