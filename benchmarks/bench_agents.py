@@ -74,7 +74,9 @@ def train_one(setting: str, agent: str, seed: int, out: Path, timesteps: int | N
     log = out / setting / f"{agent}-s{seed}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("w") as fh:
-        subprocess.run(cmd, cwd=ROOT, env=env, stdout=fh, stderr=subprocess.STDOUT, check=True)
+        code = subprocess.run(cmd, cwd=ROOT, env=env, stdout=fh, stderr=subprocess.STDOUT).returncode
+    if code != 0 or not (run_dir / "model.zip").is_file():
+        return "", time.perf_counter() - t0  # failed: reported, left out of the table
     return str(run_dir), time.perf_counter() - t0
 
 
@@ -178,7 +180,12 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     with ThreadPoolExecutor(max_workers=max(args.jobs, 1)) as pool:
         done = list(pool.map(lambda j: (j, train_one(j[0], j[1], j[2], out, args.timesteps, [])), jobs))
+    failed = set()
     for (s, a, seed), (run_dir, secs) in done:
+        if not run_dir:
+            failed.add((s, a, seed))
+            print(f"FAILED {s}/{a} seed {seed}: see {out / s / f'{a}-s{seed}.log'}")
+            continue
         print(f"trained {s}/{a} seed {seed}: {run_dir}" + (f" ({secs:.0f} s)" if secs else " (cached)"))
     print(f"training: {time.perf_counter() - t0:.0f} s")
 
@@ -187,8 +194,9 @@ def main(argv: list[str] | None = None) -> int:
     summary = {}
     md = ["# Learned schedulers against the optimizers", ""]
     for s in settings:
-        runs = {a: [f"{AGENTS[a][2]}:{out / s / f'{a}-s{seed}'}" for seed in seeds]
+        runs = {a: [f"{AGENTS[a][2]}:{out / s / f'{a}-s{seed}'}" for seed in seeds if (s, a, seed) not in failed]
                 for a in agents}
+        runs = {a: specs for a, specs in runs.items() if specs}
         methods = [spec for specs in runs.values() for spec in specs] + list(BASELINES)
         t1 = time.perf_counter()
         res = run_benchmark(SCENARIO, methods, args.rounds, args.episodes, BENCH_SEED, out / s / "bench",

@@ -25,6 +25,7 @@ from __future__ import annotations
 import csv
 import pickle
 import random
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -327,9 +328,16 @@ def save_checkpoint(model: Any, save_dir: Path, verbose: int = 0) -> Path:
         norm.save(f"{prefix}_vecnormalize.pkl")
     if hasattr(model, "replay_buffer") and model.replay_buffer is not None:
         model.save_replay_buffer(f"{prefix}_replay_buffer.pkl")
+    state = {"env": capture_env_state(model.get_env()), "rng": rng_state(), "num_timesteps": model.num_timesteps}
+    try:
+        blob = pickle.dumps(state)
+    except (pickle.PicklingError, TypeError, AttributeError) as err:
+        # an env that cannot be pickled: resume will start fresh episodes (still loads the model)
+        warnings.warn(f"checkpoint: the environment cannot be saved ({err}); resume will reset it")
+        state["env"]["venv"] = None
+        blob = pickle.dumps(state)
     with open(f"{prefix}_state.pkl", "wb") as fh:
-        pickle.dump({"env": capture_env_state(model.get_env()), "rng": rng_state(),
-                     "num_timesteps": model.num_timesteps}, fh)
+        fh.write(blob)
     if verbose:
         print(f"checkpoint at {model.num_timesteps} steps: {prefix}_steps.zip")
     return Path(f"{prefix}_steps.zip")
