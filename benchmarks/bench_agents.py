@@ -36,8 +36,8 @@ sys.path.insert(0, str(ROOT))
 SCENARIO = "epsl-resnet18"
 SETTINGS = {"perfect": [], "delayed": ["csi=delayed"]}
 AGENTS = {  # name -> (config, timesteps, algo)
-    "ppo": ("configs/agents/ppo.yaml", 150_000, "ppo"),
-    "ppo-box": ("configs/agents/ppo-box.yaml", 400_000, "ppo"),
+    "ppo": ("configs/agents/ppo.yaml", 100_000, "ppo"),
+    "ppo-box": ("configs/agents/ppo-box.yaml", 200_000, "ppo"),
     "sac": ("configs/agents/sac.yaml", 100_000, "sac"),
 }
 BASELINES = ("epsl-bcd", "edgesplit-alt", "greedy", "fixed", "random")
