@@ -12,6 +12,7 @@ TensorBoard tags (besides SB3's own ``rollout/``, ``train/``, ``time/``):
 ``psl/cut``                    histogram of the chosen cuts
 ``psl/accuracy``               held-out accuracy (training-mode env, when its info has it)
 ``psl/sim_time_s``             simulated training time (training-mode env)
+``psl/loss``, ``psl/test_loss``  training and held-out loss (training-mode env)
 ``eval/latency_s``             the policy's mean latency on the held-out evaluation episodes
 ``eval/<method>_latency_s``    ``epsl-bcd`` and ``fixed`` on the same episodes (same seeds)
 ``eval/gap_to_<method>``       policy mean latency / method mean latency - 1
@@ -37,7 +38,8 @@ from stable_baselines3.common.vec_env import VecEnv, VecMonitor, VecNormalize
 from psl_env.system.latency import PHASES
 
 PHASE_INFO_KEYS = ("uplink_phase_s", "server_compute_s", "downlink_phase_s", "sync_s", "migration_s")
-TRAINING_KEYS = {"accuracy": ("accuracy", "test_accuracy"), "sim_time_s": ("sim_time_s", "simulated_time_s")}
+TRAINING_KEYS = {"accuracy": ("accuracy", "test_accuracy"), "sim_time_s": ("sim_time_s", "simulated_time_s"),
+                 "loss": ("loss",), "test_loss": ("test_loss",)}
 EVAL_BASELINES = ("epsl-bcd", "fixed")
 
 

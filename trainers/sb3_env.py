@@ -162,15 +162,20 @@ def read_config_file(path: str | Path, env_id: str = ENV_ID) -> tuple[dict, str]
         raise AgentConfigError(f"--config {str(path)!r}: not valid YAML ({str(err).splitlines()[0]})") from None
     if not isinstance(data, dict) or not data:
         raise AgentConfigError(f"--config {str(path)!r}: expected a mapping of env id -> hyperparameters")
+    ids = [k for k, v in data.items() if isinstance(k, str) and "/" in k and isinstance(v, dict)]
     if env_id in data:
         entry = data[env_id]
-    elif len(data) == 1 and isinstance(next(iter(data.values())), dict) and "/" in next(iter(data)):
-        raise AgentConfigError(f"--config {str(path)!r}: no entry for {env_id!r}; found {sorted(data)}")
+    elif len(ids) == 1 and len(data) == 1:
+        env_id = ids[0]  # the file's one env id (e.g. psl_env/PSLTrain-v0)
+        entry = data[env_id]
+    elif ids:
+        raise AgentConfigError(f"--config {str(path)!r}: no entry for {env_id!r}; found {sorted(ids)}")
     else:
         entry = data  # a bare entry without the env id key
     if not isinstance(entry, dict):
         raise AgentConfigError(f"--config {str(path)!r}: the {env_id!r} entry must be a mapping")
-    return dict(entry), p.stem.split("-")[0] if p.stem.split("-")[0] in ALGOS else p.stem
+    algo = p.stem.split("-")[0] if p.stem.split("-")[0] in ALGOS else p.stem
+    return {**dict(entry), "env_id": env_id}, algo
 
 
 def shipped_configs() -> list[Path]:
@@ -182,6 +187,7 @@ def build_agent_config(entry: dict, default_algo: str | None = None, env_id: str
                        check_algo_kwargs: bool = True) -> AgentConfig:
     """Validate a raw Zoo-style entry (with overrides applied)."""
     entry = copy.deepcopy(entry)
+    env_id = entry.pop("env_id", None) or env_id
     algo = entry.pop("algo", None) or default_algo
     if algo not in ALGOS:
         raise AgentConfigError(f"algo: {algo!r} is not allowed; allowed: {sorted(ALGOS)}")

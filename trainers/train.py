@@ -156,7 +156,8 @@ def _prepare_resume(args: argparse.Namespace) -> dict:
         raise UsageError("--set/--hyperparams: not allowed with --resume (the run folder fixes them)")
     run = yaml.safe_load(cfg_path.read_text()) or {}
     try:
-        cfg = build_agent_config(run["agent"][ENV_ID], run["algo"])
+        env_id = run.get("env_id", ENV_ID)
+        cfg = build_agent_config({**run["agent"][env_id], "env_id": env_id}, run["algo"])
     except (AgentConfigError, KeyError, TypeError) as err:
         raise UsageError(f"--resume: {str(cfg_path)!r} is not a valid run config ({err})") from None
     if args.eval_freq is not None:
@@ -216,7 +217,7 @@ def run_config(plan: dict, command: str) -> dict:
     """What ``config.yaml`` holds (plain YAML types)."""
     cfg: AgentConfig = plan["cfg"]
     env_cfg = {k: v for k, v in plan["env_config"].items()}
-    return {"algo": cfg.algo, "env_id": ENV_ID, "seed": plan["seed"], "timesteps": plan["timesteps"],
+    return {"algo": cfg.algo, "env_id": cfg.env_id, "seed": plan["seed"], "timesteps": plan["timesteps"],
             "command": command, "config_path": str(plan.get("config_path")), "normalize": bool(cfg.normalize),
             "env_config": env_cfg, "agent": cfg.to_dict(), "scenario": plan["scenario"].to_dict()}
 
