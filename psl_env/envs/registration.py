@@ -14,6 +14,9 @@ ENV_SPECS: dict[str, dict] = {
         "entry_point": "psl_env.envs.psl_env:PSLEnv",
         "vector_entry_point": "psl_env.envs.vector:PSLVectorEnv",
     },
+    # real split training in the loop (imports torch when made); same alias scheme
+    "psl_env/PSLTrain-v0": {"entry_point": "psl_env.envs.train_env:PSLTrainEnv"},
+    "PSLTrain-v0": {"entry_point": "psl_env.envs.train_env:PSLTrainEnv"},
 }
 
 

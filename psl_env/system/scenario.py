@@ -112,8 +112,14 @@ class TrainingConfig:
     lr: float = _f(0.05, "learning rate", low=1e-7, high=10.0)
     momentum: float = _f(0.9, "SGD momentum", low=0.0, high=0.999)
     weight_decay: float = _f(0.0, "L2 weight decay", low=0.0, high=1.0)
+    augment_shift: int = _f(0, "random translation of every training image by up to k pixels along each axis "
+                               "(zero padding), drawn per sample and iteration; 0 = off", low=0, high=64)
     local_iterations: int = _f(1, "real training iterations per environment step", low=1, high=1000)
     eval_every: int = _f(10, "evaluate held-out accuracy every k rounds", low=1, high=10**6)
+    eval_model: str = _f("clients", "what the held-out accuracy measures: `clients`, the mean over clients of "
+                                    "each client's composed model (its blocks + the server's), or `averaged`, one "
+                                    "model averaging the copies the clients use, weighted by data size",
+                         choices=("clients", "averaged"))
     test_fraction: float = _f(0.2, "held-out fraction of the dataset", low=0.01, high=0.9)
     target_accuracy: float = _f(0.95, "held-out accuracy at which a training episode terminates",
                                 low=0.0, high=1.0)

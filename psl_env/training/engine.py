@@ -10,8 +10,10 @@ accumulates gradients from) all of them in one batch.
 
 One round (``step``), ``training.local_iterations`` times:
 
-1. every client draws b samples of its partition (epoch-wise shuffling without replacement) and runs
-   its blocks; the activations are detached at the cut and marked ``requires_grad`` (the upload);
+1. every client draws b samples of its partition (epoch-wise shuffling without replacement), with
+   ``training.augment_shift`` = k > 0 translates each image by a random offset in [-k, k]^2 pixels
+   (zero padding; the client augments its own data), and runs its blocks; the activations are
+   detached at the cut and marked ``requires_grad`` (the upload);
 2. the server runs the concatenation, computes the loss and the gradient of the logits;
 3. EPSL (``scheme: epsl``, phi > 0): last-layer gradient aggregation on m = round(phi * b) rows per
    client (the first m rows of each client's random batch), see below;
@@ -52,8 +54,9 @@ Measurements. Activation and gradient sizes are measured on the real tensors: el
 times ``scenario.bits_per_element`` (the profile's convention). Parameter bits (sync, migration) are
 the moved parameters' numel times 32 (fp32); BatchNorm buffers are averaged too but not counted.
 
-Reproducibility. Model initialisation, partition, batch sampling and the model's own randomness
-(e.g. dropout, drawn from a private copy of torch's global generator) derive from ``scenario.seed``;
+Reproducibility. Model initialisation, partition, batch sampling, augmentation offsets and the
+model's own randomness (e.g. dropout; these two from a private copy of torch's global generator)
+derive from ``scenario.seed``;
 ``state_dict``/``load_state_dict`` capture every model copy, the optimizer, the samplers and the
 generators, so a restored run continues bit-identically. The constructor sets
 ``torch.set_num_threads(training.torch_threads)`` (process-wide).
@@ -177,6 +180,17 @@ class RoundResult:
 
 # -- helpers on tensors and optimizer state -----------------------------------------------------
 
+def random_shift(x: torch.Tensor, k: int) -> torch.Tensor:
+    """Every image of ``x`` [B, C, H, W] translated by its own (dy, dx), uniform in [-k, k]^2, with zero
+    padding; draws from torch's global generator."""
+    b, _, h, w = x.shape
+    padded = F.pad(x, (k, k, k, k)).permute(0, 2, 3, 1)  # [B, H + 2k, W + 2k, C]
+    offset = torch.randint(0, 2 * k + 1, (2, b))
+    rows = (offset[0, :, None] + torch.arange(h))[:, :, None]  # [B, H, 1]
+    cols = (offset[1, :, None] + torch.arange(w))[:, None, :]  # [B, 1, W]
+    return padded[torch.arange(b)[:, None, None], rows, cols].permute(0, 3, 1, 2).contiguous()
+
+
 def _weighted_mean(tensors: list[torch.Tensor], weights: np.ndarray) -> torch.Tensor:
     if not tensors[0].is_floating_point():
         return torch.stack(tensors).max(dim=0).values
@@ -259,9 +273,10 @@ class SplitTrainingEngine:
             ``phi``, ``batch_size``, ``num_clients``, ``seed``, ``sync_period`` and ``training``.
         initial_cut: the starting cut (int or [N]); default L // 2.
         data: an already loaded ``Dataset`` (default: ``load_dataset`` from ``scenario.training``).
-        eval_model: what ``evaluate`` measures: ``"clients"`` (default), the mean test accuracy of
-            every client's own composed model (its blocks + the server's), or ``"averaged"``, one
-            model whose every block is the data-weighted mean of the copies the clients use.
+        eval_model: what ``evaluate`` measures: ``"clients"``, the mean test accuracy of every
+            client's own composed model (its blocks + the server's), or ``"averaged"``, one model
+            whose every block is the data-weighted mean of the copies the clients use; default
+            (None): the scenario's ``training.eval_model``.
 
     Attributes:
         num_blocks: L.
@@ -273,10 +288,11 @@ class SplitTrainingEngine:
     """
 
     def __init__(self, scenario: Scenario | str | dict, initial_cut: int | np.ndarray | None = None,
-                 data: Dataset | None = None, eval_model: str = "clients") -> None:
+                 data: Dataset | None = None, eval_model: str | None = None) -> None:
         s = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
         tc = s.training
         self.scenario = s
+        eval_model = tc.eval_model if eval_model is None else eval_model
         if eval_model not in EVAL_MODELS:
             raise ValueError(f"eval_model: {eval_model!r} is not allowed; allowed: {list(EVAL_MODELS)}")
         self.eval_model = eval_model
@@ -288,6 +304,7 @@ class SplitTrainingEngine:
         self.aggregated_rows = int(round(s.phi * b)) if s.scheme == "epsl" else 0
         self.sync_period = s.effective_sync_period
         self.bits_per_element = int(s.bits_per_element)
+        self.augment_shift = int(tc.augment_shift)
 
         self.data = data if data is not None else load_dataset(tc.dataset, tc.data_dir, tc.test_fraction, s.seed)
         arch, size = resolve_model(s.model)
@@ -653,6 +670,8 @@ class SplitTrainingEngine:
         idx = self._sampler.draw()
         self.last_indices = idx
         x = self._x.index_select(0, idx)
+        if self.augment_shift:
+            x = random_shift(x, self.augment_shift)
         y = self._y.index_select(0, idx)
         acts = []
         for i, xi in enumerate(x.split(b)):

@@ -1,0 +1,177 @@
+"""PSLTrainEnv: PSL-v0 with the real split training in the loop (``psl_env/PSLTrain-v0``).
+
+Everything PSL-v0 does, unchanged: the same config keys, action codecs and action space, the same
+pricing of the round on its true gains, the same reward (latency against the fixed reference
+allocation) and the same channel draws for a given seed. In addition every step trains the
+scenario's model for one round (``training.local_iterations`` iterations) with the
+``SplitTrainingEngine`` at the decoded cut(s), and
+
+- the observation is PSL-v0's followed by two features: ``accuracy``, the latest held-out accuracy in
+  [0, 1], and ``loss``, the last round's training loss over ln(number of classes), clipped to [0, 4]
+  (1 = chance level; after ``reset`` the initial model's held-out loss stands in);
+- the episode terminates when the latest held-out accuracy reaches ``training.target_accuracy``
+  and is truncated after ``scenario.rounds`` rounds;
+- info adds ``accuracy``, ``loss`` (training loss of the step), ``test_loss``, ``evaluated``,
+  ``step_time_s`` (the step's simulated duration, see ``psl_env.training.time_to_accuracy``) and
+  ``sim_time_s`` (simulated seconds since ``reset``: the time-to-accuracy when the episode terminates).
+
+The reward stays PSL-v0's per-round reward: since every round costs, ending the episode sooner
+(reaching the target in fewer, faster rounds) earns more, which is what time-to-accuracy asks for.
+
+Seeding. ``reset(seed=s)`` draws the devices and channel exactly as PSL-v0 does, and trains with the
+scenario's training settings under seed s (dataset split, client partition, initial weights and
+batches: the scenario's own ``seed`` key is replaced). A ``reset()`` without a seed trains under a
+new seed drawn from a generator seeded by the last seed given. The engine is built at the first
+step with the first decoded cut as its initial cut, so the first round moves no blocks (PSL-v0
+charges no migration on it either); the initial model, evaluated at ``reset``, does not depend on
+the cut.
+
+Needs torch (imported when this module is). Default scenario: ``digits-train`` (offline).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from gymnasium import spaces
+
+from ..training.engine import RoundResult, SplitTrainingEngine
+from ..training.time_to_accuracy import step_time_s
+from .psl_env import PSLEnv
+
+TRAIN_SCENARIO = "digits-train"
+LOSS_CLIP = 4.0
+TRAIN_FEATURES = ("accuracy", "loss")
+_SEED_TAG = 0x7EA1
+
+
+class PSLTrainEnv(PSLEnv):
+    """PSL-v0 plus one round of real split training per step (see the module docstring).
+
+    Args:
+        config: overrides of ``default_config()`` (PSL-v0's keys; the default scenario is
+            ``digits-train``).
+        render_mode: ``None`` or ``"ansi"``.
+        **kwargs: the same keys as ``config``.
+
+    Attributes:
+        engine: the ``SplitTrainingEngine`` of the episode (None before the first step).
+        train_seed: the training seed of the episode.
+        sim_time_s: simulated seconds since ``reset``.
+        accuracy, test_loss: the latest held-out accuracy and loss; ``loss``: the last training loss.
+        last_result: the engine's ``RoundResult`` of the last step.
+    """
+
+    @classmethod
+    def default_config(cls) -> dict[str, Any]:
+        cfg = super().default_config()
+        cfg["scenario"] = TRAIN_SCENARIO
+        return cfg
+
+    def __init__(self, config: dict | None = None, render_mode: str | None = None, **kwargs: Any) -> None:
+        if not any(isinstance(src, dict) and "scenario" in src for src in (config, kwargs)):
+            kwargs["scenario"] = TRAIN_SCENARIO
+        super().__init__(config, render_mode, **kwargs)
+        base = self.encoder.space
+        self.num_base_features = base.shape[0]
+        low = np.concatenate([base.low, np.zeros(len(TRAIN_FEATURES), dtype=np.float32)])
+        high = np.concatenate([base.high, np.array([1.0, LOSS_CLIP], dtype=np.float32)])
+        self.observation_space = spaces.Box(low, high, (low.size,), dtype=np.float32)
+        self.target_accuracy = float(self.scenario.training.target_accuracy)
+        self.iterations = int(self.scenario.training.local_iterations)
+        self._loss_scale = 1.0
+        self._seed_rng: np.random.Generator | None = None
+        self.engine: SplitTrainingEngine | None = None
+        self._train_scenario = None
+        self._initial: SplitTrainingEngine | None = None
+        self.train_seed: int | None = None
+        self.sim_time_s = 0.0
+        self.accuracy = math.nan
+        self.test_loss = math.nan
+        self.loss = math.nan
+        self.last_result: RoundResult | None = None
+
+    # -- gymnasium API -------------------------------------------------------------------------------
+    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
+        _, info = super().reset(seed=seed, options=options)
+        if seed is not None or self._seed_rng is None:
+            train_seed = int(self.np_random_seed) % 2**32
+            self._seed_rng = np.random.default_rng([train_seed, _SEED_TAG])
+        else:
+            train_seed = int(self._seed_rng.integers(2**32))
+        self.train_seed = train_seed
+        self._train_scenario = self.scenario.replace(seed=train_seed)
+        # The initial model does not depend on the cut: evaluate it now, build the real engine at
+        # the first step with the first cut.
+        probe = SplitTrainingEngine(self._train_scenario)
+        ev = probe.evaluate()
+        self._initial = probe
+        self.engine = None
+        self._loss_scale = 1.0 / math.log(probe.data.num_classes)
+        self.sim_time_s = 0.0
+        self.accuracy, self.test_loss, self.loss = ev.accuracy, ev.loss, ev.loss
+        self.last_result = None
+        info.update(self._train_info())
+        return self._extend(self.core.observe()[0]), info
+
+    def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict]:
+        obs, reward, _, truncated, info = super().step(action)  # decode, price, advance the channel
+        cut = self.last_allocation.cut
+        engine = self.engine
+        if engine is None:
+            probe, self._initial = self._initial, None
+            if np.array_equal(probe.cut, cut):
+                engine = probe
+            else:
+                engine = SplitTrainingEngine(self._train_scenario, initial_cut=cut, data=probe.data)
+            self.engine = engine
+        res = engine.step(cut)
+        self.last_result = res
+        self.loss = res.loss
+        if res.evaluated:
+            self.accuracy, self.test_loss = res.accuracy, res.test_loss
+        dt = step_time_s(_Phases(info), self.iterations)
+        self.sim_time_s += dt
+        info.update(self._train_info(), evaluated=res.evaluated, step_time_s=dt)
+        terminated = bool(self.accuracy >= self.target_accuracy)
+        return self._extend(obs), reward, terminated, truncated and not terminated, info
+
+    def render(self) -> str | None:
+        text = super().render()
+        if text is None or self.last_result is None:
+            return text
+        return text + (f"  accuracy {self.accuracy:.4f} (target {self.target_accuracy:.4g}), training loss "
+                       f"{self.loss:.4f}, simulated time {self.sim_time_s:.4g} s\n")
+
+    # -- helpers -------------------------------------------------------------------------------------
+    def observation_of(self, state, prev_latency_ratio: float = 0.0) -> np.ndarray:
+        """PSL-v0's observation of ``state`` followed by the current accuracy and loss features."""
+        return self._extend(super().observation_of(state, prev_latency_ratio))
+
+    def train_features(self) -> np.ndarray:
+        """[accuracy, normalized loss], float32, as appended to the observation."""
+        acc = 0.0 if math.isnan(self.accuracy) else self.accuracy
+        loss = LOSS_CLIP if not math.isfinite(self.loss) else self.loss * self._loss_scale
+        return np.clip(np.array([acc, loss], dtype=np.float32), 0.0, [1.0, LOSS_CLIP]).astype(np.float32)
+
+    def _extend(self, obs: np.ndarray) -> np.ndarray:
+        return np.concatenate([obs, self.train_features()]).astype(np.float32, copy=False)
+
+    def _train_info(self) -> dict[str, Any]:
+        return {"accuracy": float(self.accuracy), "loss": float(self.loss), "test_loss": float(self.test_loss),
+                "sim_time_s": float(self.sim_time_s), "train_seed": self.train_seed}
+
+
+class _Phases:
+    """The phase attributes ``step_time_s`` reads, from a PSL-v0 info dict."""
+
+    def __init__(self, info: dict[str, Any]) -> None:
+        self.total = info["latency_s"]
+        self.uplink_phase = info["uplink_phase_s"]
+        self.server_compute = info["server_compute_s"]
+        self.downlink_phase = info["downlink_phase_s"]
+
+
+__all__ = ["PSLTrainEnv", "TRAIN_SCENARIO", "TRAIN_FEATURES"]
