@@ -38,6 +38,7 @@ def run(engine, cuts):
     ({"scheme": "psl", "phi": 0.0}, [2] * 5 + [3] * 4, [3] * 3 + [1] * 6),
     ({"scheme": "epsl", "phi": 0.5, "training.optimizer": "adam", "training.lr": 0.002}, [2] * 6, [2, 3, 3, 1, 1, 2]),
     ({"scheme": "sfl", "phi": 0.0, "sync_period": 3}, [2] * 7, [4] * 5),
+    ({"scheme": "psl", "phi": 0.0, "training.augment_shift": 1, "training.weight_decay": 5e-4}, [2] * 4, [2] * 4),
     ({"scheme": "edgesplit", "phi": 0.0, "training.local_iterations": 2}, [[1, 2, 3]] * 3 + [[3, 1, 2]] * 2,
      [[3, 1, 2], [2, 2, 4], [1, 1, 1], [4, 3, 2]]),
 ])

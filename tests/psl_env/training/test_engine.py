@@ -11,7 +11,7 @@ from torch.nn import functional as F
 
 from psl_env.system.scenario import load_scenario
 from psl_env.training.datasets import Dataset, load_dataset
-from psl_env.training.engine import SplitTrainingEngine, resolve_model
+from psl_env.training.engine import SplitTrainingEngine, random_shift, resolve_model
 
 BASE = {"model": "small-cnn", "num_clients": 4, "num_subchannels": 8, "batch_size": 8, "scheme": "psl",
         "phi": 0.0, "seed": 1, "training": {"dataset": "digits", "eval_every": 1000000, "lr": 0.05,
@@ -297,3 +297,34 @@ def test_resolve_model_names():
         resolve_model("alexnet-32")
     with pytest.raises(ValueError, match="32x32"):
         SplitTrainingEngine(scenario(model="resnet18-32"))
+
+
+def test_random_shift_translates_each_image_within_k_pixels():
+    torch.manual_seed(0)
+    x = torch.rand(64, 2, 6, 5) + 1.0  # no zeros inside the images
+    y = random_shift(x, 2)
+    assert y.shape == x.shape
+    shifts = set()
+    for i in range(len(x)):
+        found = [(dy, dx) for dy in range(-2, 3) for dx in range(-2, 3)
+                 if torch.equal(y[i], torch.roll(torch.nn.functional.pad(x[i], (2, 2, 2, 2)), (dy, dx), (1, 2))[
+                     :, 2:8, 2:7])]
+        assert len(found) == 1, i
+        shifts.add(found[0])
+    assert len(shifts) > 10  # offsets vary per image
+
+
+def test_augmentation_changes_the_batches_not_the_evaluation():
+    plain = SplitTrainingEngine(scenario())
+    aug = SplitTrainingEngine(scenario(training={"augment_shift": 1}))
+    assert plain.evaluate().accuracy == aug.evaluate().accuracy  # same initial model, untouched test set
+    assert plain.step(2).loss != aug.step(2).loss
+    assert torch.equal(plain.last_indices, aug.last_indices)  # same samples, shifted
+
+
+def test_eval_model_comes_from_the_scenario_unless_given():
+    s = scenario(training={"eval_model": "averaged"})
+    assert SplitTrainingEngine(s).eval_model == "averaged"
+    assert SplitTrainingEngine(s, eval_model="clients").eval_model == "clients"
+    with pytest.raises(ValueError, match="eval_model"):
+        SplitTrainingEngine(s, eval_model="best")
