@@ -12,6 +12,18 @@ Decisions see ``state.observed()``; rounds are priced on the true gains. Outputs
 results.json (figures per method, the scenario, the command), results.md, results.csv,
 rounds.csv (every round), latency.png, phases.png, latency_cdf.png and, with ``--trace``,
 trace.jsonl (docs/round-trace.md).
+
+``--train`` (time-to-accuracy, SPEC 5; default scenario ``digits-train``): every method also drives
+its own ``SplitTrainingEngine``, which trains the scenario's model for real at the method's cuts,
+one ``step`` per round. In episode e all engines start from the same state (training seed S + e:
+same data split, partition, initial weights and batch order), each built at the method's first cut
+so that no blocks move in round 0. The simulated time is the sum of the priced round latencies
+(``psl_env.training.time_to_accuracy.step_time_s`` with ``training.local_iterations``); the held-out
+accuracy is measured every ``training.eval_every`` rounds. Each method then also reports
+``rounds_to_target``, ``sim_time_to_target_s`` (means over episodes, null unless every episode reached
+``training.target_accuracy``; per-episode values in the ``*_by_episode`` lists) and
+``final_accuracy`` (mean over episodes of the last measured accuracy); results.md gains a
+time-to-accuracy table, and the run writes accuracy.csv (every evaluation) and accuracy_vs_time.png.
 """
 
 from __future__ import annotations
@@ -35,15 +47,19 @@ from psl_env.system.state import InfeasibleAllocation, check_allocation
 from psl_env.system.trace import RoundTraceWriter, trace_record
 
 from .cli import UsageError, add_scenario_arguments
-from .plots import plot_benchmark
-from .report import gap_summary, summarize_rounds, write_results
+from .plots import plot_accuracy_vs_time, plot_benchmark
+from .report import Column, gap_summary, markdown_table, summarize_rounds, write_results
 
 DEFAULT_METHODS = "epsl-bcd,greedy,fixed,random"
+DEFAULT_SCENARIO = "epsl-resnet18"
+TRAIN_SCENARIO = "digits-train"
 ROUND_FIELDS = ("method", "episode", "round", "total", *PHASES, "decision_ms", "cut")
+ACCURACY_FIELDS = ("method", "episode", "round", "sim_time_s", "accuracy", "test_loss")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_scenario_arguments(parser)
+    add_scenario_arguments(parser, default=None)
+    parser.epilog = (f"default scenario: {DEFAULT_SCENARIO}, or {TRAIN_SCENARIO} with --train")
     parser.add_argument("--methods", default=DEFAULT_METHODS,
                         help=f"comma-separated decision makers, NAME or NAME:ARG (built-in: "
                              f"{', '.join(available_decision_makers())}); default {DEFAULT_METHODS}")
@@ -52,11 +68,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the first episode (default 0)")
     parser.add_argument("--out", default="runs/bench", help="output folder (default runs/bench)")
     parser.add_argument("--trace", action="store_true", help="also write every round to trace.jsonl")
+    parser.add_argument("--train", action="store_true",
+                        help="also train the scenario's model for real at each method's cuts: rounds and "
+                             "simulated seconds to training.target_accuracy, accuracy against simulated time")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
 
 
 def bench_command(scenario: str, overrides: Iterable[str], methods: list[str], rounds: int, episodes: int,
-                  seed: int, out_dir: str | Path | None, trace: bool) -> str:
+                  seed: int, out_dir: str | Path | None, trace: bool, train: bool = False) -> str:
     """The ``psl bench`` command line that reproduces a run."""
     parts = ["psl", "bench", "--scenario", scenario]
     for item in overrides:
@@ -67,7 +86,57 @@ def bench_command(scenario: str, overrides: Iterable[str], methods: list[str], r
         parts += ["--out", str(out_dir)]
     if trace:
         parts.append("--trace")
+    if train:
+        parts.append("--train")
     return shlex.join(parts)
+
+
+class _Training:
+    """The real-training side of a ``--train`` run: engines, datasets and accuracy curves (imports torch)."""
+
+    def __init__(self, scenario: Scenario, first_seed: int) -> None:
+        from psl_env.training import SplitTrainingEngine, load_dataset
+        from psl_env.training.time_to_accuracy import AccuracyCurve, step_time_s
+
+        self.base = scenario
+        self.tc = scenario.training
+        self._engine, self._load, self._curve, self.step_time_s = (SplitTrainingEngine, load_dataset,
+                                                                   AccuracyCurve, step_time_s)
+        # an untrainable scenario (model, dataset files, input shape) fails here, before any output
+        SplitTrainingEngine(self.scenario(first_seed))
+
+    def scenario(self, seed: int) -> Scenario:
+        return self.base.replace(seed=seed)
+
+    def data(self, seed: int):
+        """The episode's dataset (split by the training seed), shared by every method."""
+        return self._load(self.tc.dataset, self.tc.data_dir, self.tc.test_fraction, seed)
+
+    def start(self, seed: int, cut: np.ndarray, data):
+        """A fresh engine at ``cut`` (same initial weights for every method) and its curve, with the
+        initial model's evaluation recorded."""
+        engine = self._engine(self.scenario(seed), initial_cut=cut, data=data)
+        curve = self._curve(self.tc.target_accuracy)
+        ev = engine.evaluate()
+        curve.start(ev.accuracy, ev.loss)
+        return engine, curve
+
+    def summary(self, curves: list) -> dict:
+        """The time-to-accuracy figures of one method over its episodes."""
+        per = [c.summary() for c in curves]
+        reached = [p["rounds_to_target"] is not None for p in per]
+        every = all(reached)
+        return {
+            "target_accuracy": self.tc.target_accuracy,
+            "episodes_reached": int(sum(reached)),
+            "rounds_to_target": float(np.mean([p["rounds_to_target"] for p in per])) if every else None,
+            "sim_time_to_target_s": float(np.mean([p["sim_time_to_target_s"] for p in per])) if every else None,
+            "final_accuracy": float(np.mean([p["final_accuracy"] for p in per])),
+            "rounds_to_target_by_episode": [p["rounds_to_target"] for p in per],
+            "sim_time_to_target_s_by_episode": [p["sim_time_to_target_s"] for p in per],
+            "final_accuracy_by_episode": [p["final_accuracy"] for p in per],
+            "sim_time_s_by_episode": [p["sim_time_s"] for p in per],
+        }
 
 
 def _prepare(scenario: Scenario | str, methods: list[str], rounds: int | None, episodes: int, seed: int,
@@ -99,7 +168,7 @@ def _prepare(scenario: Scenario | str, methods: list[str], rounds: int | None, e
 def run_benchmark(scenario: Scenario | str, methods: list[str], rounds: int | None = None, episodes: int = 3,
                   seed: int = 0, out_dir: str | Path | None = None, trace: bool = False,
                   decision_makers: dict[str, DecisionMaker] | None = None, *, overrides: Iterable[str] | None = None,
-                  progress: bool = False, num_resamples: int = 2000) -> dict:
+                  progress: bool = False, num_resamples: int = 2000, train: bool = False) -> dict:
     """Run every method on the same seeded rounds and summarize.
 
     Args:
@@ -115,11 +184,15 @@ def run_benchmark(scenario: Scenario | str, methods: list[str], rounds: int | No
         overrides: ``key=value`` scenario overrides.
         progress: show a tqdm progress bar.
         num_resamples: bootstrap resamples of the CI.
+        train: also train for real and report time-to-accuracy (see the module docstring).
 
     Returns:
         ``{"scenario", "command", "rounds", "episodes", "seed", "episode_seeds", "methods": {name:
         figures}, "per_round": {name: {"latency_s", "episode", "round", "decision_ms", phases...}}}``;
-        results.json holds the same without ``per_round``.
+        results.json holds the same without ``per_round``. With ``train``: also ``"train"`` (the
+        settings), the time-to-accuracy figures in every method's entry, and ``"accuracy_curves"``
+        ({name: [{"episode", "round", "sim_time_s", "accuracy", "test_loss"} per episode]}, not in
+        results.json: see accuracy.csv).
 
     Raises:
         ValueError: bad input, detected before anything runs or is written.
@@ -134,8 +207,10 @@ def run_benchmark(scenario: Scenario | str, methods: list[str], rounds: int | No
     if out is not None and out.exists() and not out.is_dir():
         raise ValueError(f"--out: {str(out)!r} exists and is not a folder")
     scenario_ref = scenario if isinstance(scenario, str) else scen.name
-    command = bench_command(str(scenario_ref), overrides, methods, rounds, episodes, seed, out_dir, trace)
+    command = bench_command(str(scenario_ref), overrides, methods, rounds, episodes, seed, out_dir, trace, train)
     episode_seeds = [int(seed) + e for e in range(episodes)]
+    training = _Training(scen, episode_seeds[0]) if train else None
+    curves: dict[str, list] = {name: [] for name in methods}
 
     sims = {name: NetworkSimulator(scen, profile) for name in methods}
     columns = {name: {k: [] for k in ("latency_s", "episode", "round", "decision_ms", *PHASES)} for name in methods}
@@ -150,10 +225,12 @@ def run_benchmark(scenario: Scenario | str, methods: list[str], rounds: int | No
                disable=not progress, leave=False)
     try:
         for ep, ep_seed in enumerate(episode_seeds):
+            data = training.data(ep_seed) if training is not None else None
             for name in methods:
                 sim, dm, col = sims[name], dms[name], columns[name]
                 dm.reset(ep_seed)
                 state = sim.reset(ep_seed)
+                engine = curve = None
                 for rnd in range(rounds):
                     observed = state.observed()
                     t0 = time.perf_counter()
@@ -167,6 +244,13 @@ def run_benchmark(scenario: Scenario | str, methods: list[str], rounds: int | No
                     except InfeasibleAllocation as err:
                         raise RuntimeError(f"{name}: infeasible allocation in episode {ep} round {rnd}: {err}") from None
                     lat, nxt = sim.step(alloc)
+                    if training is not None:
+                        if engine is None:  # built at the method's first cut: no blocks move in round 0
+                            engine, curve = training.start(ep_seed, alloc.cut, data)
+                            curves[name].append(curve)
+                        res = engine.step(alloc.cut)
+                        curve.add(training.step_time_s(lat, training.tc.local_iterations), res.evaluated,
+                                  res.accuracy, res.test_loss)
                     col["latency_s"].append(lat.total)
                     col["episode"].append(ep)
                     col["round"].append(rnd)
@@ -205,12 +289,62 @@ def run_benchmark(scenario: Scenario | str, methods: list[str], rounds: int | No
     }
     if oracle is not None:
         results["oracle"] = oracle
+    accuracy_curves = None
+    if training is not None:
+        tc = training.tc
+        results["train"] = {"dataset": tc.dataset, "target_accuracy": tc.target_accuracy, "eval_every": tc.eval_every,
+                            "eval_model": tc.eval_model, "local_iterations": tc.local_iterations}
+        for name in methods:
+            stats[name].update(training.summary(curves[name]))
+        accuracy_curves = {name: [{"episode": ep, "round": list(c.eval_rounds), "sim_time_s": list(c.eval_time_s),
+                                   "accuracy": list(c.eval_accuracy), "test_loss": list(c.eval_loss)}
+                                  for ep, c in enumerate(curves[name])] for name in methods}
     if out is not None:
         write_results(results, out, title=f"Benchmark on {scen.name}")
         _write_rounds(per_round, cuts, out / "rounds.csv")
         plot_benchmark(results, per_round, out)
+        if accuracy_curves is not None:
+            with (out / "results.md").open("a") as fh:
+                fh.write("\n" + time_to_accuracy_markdown(results))
+            _write_accuracy(accuracy_curves, out / "accuracy.csv")
+            plot_accuracy_vs_time(accuracy_curves, out / "accuracy_vs_time.png", results["train"]["target_accuracy"],
+                                  title=scen.name)
     results["per_round"] = per_round
+    if accuracy_curves is not None:
+        results["accuracy_curves"] = accuracy_curves
     return results
+
+
+def time_to_accuracy_markdown(results: dict) -> str:
+    """The time-to-accuracy section of results.md (a ``--train`` run)."""
+    tr = results["train"]
+    target = tr["target_accuracy"]
+    rows = [{"method": name, **stats, "reached": f"{stats['episodes_reached']}/{results['episodes']}"}
+            for name, stats in results["methods"].items()]
+    cols = [Column("method", "method"), Column("reached", f"reached {target:.4g}"),
+            Column("rounds_to_target", "rounds to target", "{:.1f}"),
+            Column("sim_time_to_target_s", "simulated s to target", "{:.4g}"),
+            Column("rounds_to_target_by_episode", "rounds by episode", _by_episode("{}")),
+            Column("sim_time_to_target_s_by_episode", "simulated s by episode", _by_episode("{:.4g}")),
+            Column("final_accuracy", "final accuracy", "{:.4f}")]
+    head = (f"## Time to accuracy\n\nReal training on `{tr['dataset']}`; held-out accuracy ({tr['eval_model']}) "
+            f"every {tr['eval_every']} rounds, target {target:.4g}. Simulated seconds: the sum of the priced round "
+            "latencies. Means over episodes (empty unless every episode reached the target); `-`: not reached.\n\n")
+    return head + markdown_table(rows, cols)
+
+
+def _by_episode(fmt: str):
+    return lambda values: " ".join("-" if v is None else fmt.format(v) for v in values)
+
+
+def _write_accuracy(curves: dict, path: Path) -> None:
+    with path.open("w", newline="") as fh:
+        writer = csv.writer(fh, lineterminator="\n")
+        writer.writerow(ACCURACY_FIELDS)
+        for name, episodes in curves.items():
+            for c in episodes:
+                for rnd, t, acc, loss in zip(c["round"], c["sim_time_s"], c["accuracy"], c["test_loss"]):
+                    writer.writerow([name, c["episode"], rnd, repr(float(t)), repr(float(acc)), repr(float(loss))])
 
 
 def _write_rounds(per_round: dict, cuts: dict, path: Path) -> None:
@@ -225,10 +359,11 @@ def _write_rounds(per_round: dict, cuts: dict, path: Path) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    scenario = args.scenario or (TRAIN_SCENARIO if args.train else DEFAULT_SCENARIO)
     try:
         methods = split_specs(args.methods)
-        results = run_benchmark(args.scenario, methods, args.rounds, args.episodes, args.seed, args.out, args.trace,
-                                overrides=args.overrides, progress=args.progress)
+        results = run_benchmark(scenario, methods, args.rounds, args.episodes, args.seed, args.out, args.trace,
+                                overrides=args.overrides, progress=args.progress, train=args.train)
     except ScenarioError:
         raise
     except ValueError as err:
@@ -236,6 +371,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     print((out / "results.md").read_text())
     print(f"wrote {out}/results.json, results.md, results.csv, rounds.csv, latency.png, phases.png, "
-          f"latency_cdf.png" + (", trace.jsonl" if args.trace else ""))
+          f"latency_cdf.png" + (", trace.jsonl" if args.trace else "")
+          + (", accuracy.csv, accuracy_vs_time.png" if args.train else ""))
     del results
     return 0

@@ -1,4 +1,4 @@
-"""PNG plots of per-method latencies (matplotlib, Agg canvas; no pyplot state), reusable by any command."""
+"""PNG plots of per-method latencies and accuracy curves (matplotlib, Agg canvas; no pyplot state), reusable by any command."""
 
 from __future__ import annotations
 
@@ -89,6 +89,29 @@ def plot_cdf(samples: Mapping[str, np.ndarray], path: str | Path, xlabel: str = 
     if title:
         ax.set_title(title)
     ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def plot_accuracy_vs_time(curves: Mapping[str, Sequence[Mapping[str, Sequence[float]]]], path: str | Path,
+                          target: float | None = None, title: str = "", xlabel: str = "simulated time (s)") -> Path:
+    """Held-out accuracy against simulated time: one colour per method, one line per episode
+    (``curves[name]``: dicts with ``sim_time_s`` and ``accuracy``), the target as a dashed line."""
+    fig = _figure()
+    ax = fig.add_subplot()
+    colours = [f"C{i % 10}" for i in range(len(curves))]
+    for colour, (name, episodes) in zip(colours, curves.items()):
+        for k, c in enumerate(episodes):
+            ax.plot(c["sim_time_s"], c["accuracy"], color=colour, lw=1.2, alpha=0.85 if k == 0 else 0.45,
+                    label=name if k == 0 else None)
+    if target is not None:
+        ax.axhline(target, color="0.3", ls="--", lw=1.0, label=f"target {target:.4g}")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("held-out accuracy")
+    ax.set_ylim(0.0, 1.0)
+    if title:
+        ax.set_title(title)
+    ax.legend(fontsize=8, loc="lower right")
     ax.grid(alpha=0.3)
     return _save(fig, path)
 

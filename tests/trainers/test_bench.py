@@ -86,3 +86,65 @@ def test_same_rounds_for_every_method_and_api_decision_makers(tmp_path):
     for name in ("mine", "random"):
         np.testing.assert_array_equal(again["per_round"][name]["latency_s"], res["per_round"][name]["latency_s"])
         assert again["methods"][name]["ci95_latency_s"] == res["methods"][name]["ci95_latency_s"]
+
+
+# -- --train: time-to-accuracy ---------------------------------------------------------------------
+
+TRAIN_SET = ["--set", "rounds=12", "--set", "training.eval_every=3", "--set", "training.target_accuracy=0.12"]
+
+
+def test_train_writes_time_to_accuracy_and_the_accuracy_plot(tmp_path, capsys):
+    out = tmp_path / "bench"
+    code = main(["bench", "--train", *TRAIN_SET, "--methods", "epsl-bcd,fixed", "--episodes", "2", "--seed", "4",
+                 "--out", str(out), "--no-progress"])  # default scenario with --train: digits-train
+    assert code == 0
+    for name in FILES[:-1] + ["accuracy.csv", "accuracy_vs_time.png"]:
+        assert (out / name).stat().st_size > 0, name
+    res = json.loads((out / "results.json").read_text())
+    assert res["scenario"]["name"] == "digits-train" and res["command"].endswith("--train")
+    assert res["train"] == {"dataset": "digits", "target_accuracy": 0.12, "eval_every": 3, "eval_model": "clients",
+                            "local_iterations": 1}
+    for name in ("epsl-bcd", "fixed"):
+        m = res["methods"][name]
+        assert len(m["rounds_to_target_by_episode"]) == len(m["final_accuracy_by_episode"]) == 2
+        assert 0.0 < m["final_accuracy"] <= 1.0
+        reached = [r is not None for r in m["rounds_to_target_by_episode"]]
+        assert m["episodes_reached"] == sum(reached)
+        if all(reached):
+            assert m["rounds_to_target"] == np.mean(m["rounds_to_target_by_episode"])
+            assert m["sim_time_to_target_s"] == pytest.approx(np.mean(m["sim_time_to_target_s_by_episode"]))
+        else:
+            assert m["rounds_to_target"] is None and m["sim_time_to_target_s"] is None
+    md = (out / "results.md").read_text()
+    assert "## Time to accuracy" in md and "| fixed |" in md.split("## Time to accuracy")[1]
+    rows = (out / "accuracy.csv").read_text().splitlines()
+    assert rows[0] == "method,episode,round,sim_time_s,accuracy,test_loss"
+    assert len(rows) == 1 + 2 * 2 * 5  # methods x episodes x (round 0 + 4 evaluations)
+    assert "accuracy_vs_time.png" in capsys.readouterr().out
+
+
+def test_train_curves_are_the_engine_at_the_methods_cuts_and_the_priced_time():
+    from psl_env.training.engine import SplitTrainingEngine
+
+    scenario = load_scenario("digits-train", ["rounds=8", "training.eval_every=2", "training.target_accuracy=0.0"])
+    res = run_benchmark(scenario, ["fixed", "epsl-bcd"], episodes=2, seed=5, train=True)
+    curves, per_round = res["accuracy_curves"], res["per_round"]
+    for ep in range(2):
+        firsts = {name: curves[name][ep]["accuracy"][0] for name in curves}
+        assert len(set(firsts.values())) == 1  # the same initial model for every method
+        engine = SplitTrainingEngine(scenario.replace(seed=5 + ep), initial_cut=2)  # fixed: the middle cut
+        accs = [engine.evaluate().accuracy] + [r.accuracy for r in (engine.step(2) for _ in range(8)) if r.evaluated]
+        assert curves["fixed"][ep]["accuracy"] == accs
+        lat = per_round["fixed"]["latency_s"][per_round["fixed"]["episode"] == ep]
+        assert curves["fixed"][ep]["sim_time_s"] == pytest.approx([0.0, *np.cumsum(lat)[1::2]], rel=1e-12)
+    m = res["methods"]["fixed"]
+    assert m["rounds_to_target"] == 0 and m["sim_time_to_target_s"] == 0.0  # target 0: the initial model
+
+
+def test_train_on_an_untrainable_scenario_exits_2_and_writes_nothing(tmp_path, capsys):
+    out = tmp_path / "bench"
+    code = main(["bench", "--train", "--scenario", "small-exact", "--rounds", "2", "--episodes", "1",
+                 "--out", str(out), "--no-progress"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.startswith("psl bench: error:") and "32x32" in err and len(err.splitlines()) == 1
+    assert not out.exists()
