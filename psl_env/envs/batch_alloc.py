@@ -168,11 +168,26 @@ def uplink_need(model: LatencyModel, cut: np.ndarray, mean_gain: np.ndarray, bud
     return need
 
 
-def gather_owned(gains: np.ndarray, owner: np.ndarray) -> np.ndarray:
+_GATHER_BASE: dict[tuple[int, int, int], np.ndarray] = {}
+
+
+def gather_owned(gains: np.ndarray, owner: np.ndarray, all_used: bool = False) -> np.ndarray:
     """gains[k, owner[k, m], m] as [K, M]; unused subchannels (owner -1) read client 0's gain."""
-    k, n, m = gains.shape
-    flat = (np.arange(k)[:, None] * (n * m) + np.arange(m)[None, :]) + np.maximum(owner, 0) * m
-    return gains.reshape(-1).take(flat)
+    shape = gains.shape
+    base = _GATHER_BASE.get(shape)
+    if base is None:
+        k, n, m = shape
+        base = _GATHER_BASE[shape] = np.arange(k)[:, None] * (n * m) + np.arange(m)[None, :]
+    return gains.reshape(-1).take(base + (owner if all_used else np.maximum(owner, 0)) * shape[2])
+
+
+def broadcast_rate(gains: np.ndarray, down_snr: float, bw_hz: float, scratch: Scratch | None = None) -> np.ndarray:
+    """R_bc [K]: the whole-band downlink rate of the worst client, W min_i sum_m log2(1 + Ps g / N0 W)."""
+    snr = np.empty(gains.shape) if scratch is None else scratch.get("snr", gains.shape)
+    np.multiply(gains, down_snr, out=snr)
+    snr += 1.0
+    np.log2(snr, out=snr)
+    return snr.sum(axis=2).min(axis=1) * bw_hz
 
 
 def _cumsum0(x: np.ndarray) -> None:
@@ -221,15 +236,17 @@ class BottleneckGreedy:
         self.scratch = Scratch()
 
     def times(self, gains: np.ndarray, budget_w: np.ndarray, client_flops: np.ndarray, cut: np.ndarray,
-              urgency: np.ndarray) -> np.ndarray:
+              urgency: np.ndarray, r_bc: np.ndarray | None = None) -> np.ndarray:
         """[C, K, N] t_i(c) for c = 1..C (index c - 1), C = M - N + 1 (the most a client can hold);
-        client-major for fast cumulative sums."""
+        client-major for fast cumulative sums. ``r_bc``: the broadcast rate of the observed gains
+        (computed when needed and not given)."""
         k, n, m = gains.shape
         rows = m - n + 1
-        srt = self.scratch.get("sorted", (m, k, n))
-        np.copyto(srt, np.sort(gains, axis=2)[:, :, ::-1].transpose(2, 0, 1))  # j-th best gain of each client
+        srt = self.scratch.get("sorted", (rows, k, n))
+        # the j-th best gain of each client, j < C
+        np.copyto(srt, np.sort(gains, axis=2)[:, :, ::-1][:, :, :rows].transpose(2, 0, 1))
         up = self.scratch.get("up", (rows, k, n))
-        np.multiply(srt[:rows], budget_w * self.inv_noise, out=up)
+        np.multiply(srt, budget_w * self.inv_noise, out=up)
         up += 1.0
         np.log2(up, out=up)
         _cumsum0(up)
@@ -238,14 +255,14 @@ class BottleneckGreedy:
         # time = urgency x (compute + B / R + D / RD (+ broadcast)), R = W x up, RD = W x dn
         off = self.compute[cut] / client_flops
         if self.use_downlink:
-            bc = self.broadcast_bits is not None
-            dn = self.scratch.get("dn", (m if bc else rows, k, n))
-            np.multiply(srt[: dn.shape[0]], self.down_snr, out=dn)
+            if self.broadcast_bits is not None:  # the broadcast part, at R_bc of the observed gains
+                if r_bc is None:
+                    r_bc = broadcast_rate(gains, self.down_snr, self.bw, self.scratch)
+                off = off + (self.broadcast_bits[cut[:, 0]] / r_bc)[:, None]
+            dn = self.scratch.get("dn", (rows, k, n))
+            np.multiply(srt, self.down_snr, out=dn)
             dn += 1.0
             np.log2(dn, out=dn)
-            if bc:  # R_bc = min_i W sum_m log2(1 + Ps g / N0 W), on the observed gains
-                off = off + (self.broadcast_bits[cut[:, 0]] / (self.bw * dn.sum(axis=0).min(axis=1)))[:, None]
-            dn = dn[:rows]
             _cumsum0(dn)
             np.divide(self.dn_bits[cut], dn, out=dn)
         t = self.scratch.get("times", (rows, k, n))
@@ -288,7 +305,7 @@ class BottleneckGreedy:
         """[K, M] owners: pick p takes client seq[:, p]'s best free subchannel (ties: lower index)."""
         k, n, m = gains.shape
         owner = np.empty((k, m), dtype=np.int64)
-        if k == 1:
+        if k == 1:  # preference lists (stable: ties keep the lower index first) and a Python loop
             pref = np.argsort(-gains[0], axis=1, kind="stable").tolist()
             taken = [False] * m
             nxt = [0] * n
@@ -316,6 +333,9 @@ class BottleneckGreedy:
         return owner
 
     def owner(self, gains: np.ndarray, budget_w: np.ndarray, client_flops: np.ndarray, cut: np.ndarray,
-              urgency: np.ndarray) -> np.ndarray:
-        """[K, M] assignment: every subchannel used, every client served (M >= N)."""
-        return self.deal(gains, self.sequence(self.times(gains, budget_w, client_flops, cut, urgency)))
+              urgency: np.ndarray, r_bc: np.ndarray | None = None) -> np.ndarray:
+        """[K, M] assignment: every subchannel used, every client served (M >= N). ``r_bc``: the
+        broadcast rate of ``gains`` if already known."""
+        times = self.times(gains, budget_w, client_flops, cut, urgency, r_bc)
+        return self.deal(gains, self.sequence(times))
+

@@ -58,6 +58,7 @@ class DecisionView:
         sync: [K] whether the round ends with a FedAvg sync.
         rounds: [K] round indices.
         states: builds the ``RoundState`` of round k (observed gains only), for solver-based codecs.
+        broadcast_rate: [K] R_bc of the observed gains, if the caller has it (else computed).
     """
 
     gains: np.ndarray
@@ -69,6 +70,7 @@ class DecisionView:
     sync: np.ndarray
     rounds: np.ndarray
     states: Callable[[int], RoundState] | None = None
+    broadcast_rate: np.ndarray | None = None
     _mean_gain: np.ndarray | None = field(default=None, repr=False)
 
     @property
@@ -286,12 +288,13 @@ class PriorityCodec(Codec):
         """[K, N] cuts and [K, N] priorities in [-1, 1] -> allocations."""
         urgency = np.exp(self.priority_range * priority)
         if self.assignment == "greedy":
-            owner = self.greedy.owner(view.gains, view.power_budget_w, view.client_flops, cut, urgency)
+            owner = self.greedy.owner(view.gains, view.power_budget_w, view.client_flops, cut, urgency,
+                                      view.broadcast_rate)
         else:
             mean_gain = view.mean_gain()
             need = uplink_need(self.model, cut, mean_gain, view.power_budget_w)
             owner = priority_owner(view.gains, need * urgency, self.candidates, mean_gain, self.scratch)
-        inv_snr = self.model.noise_w / gather_owned(view.gains, owner)
+        inv_snr = self.model.noise_w / gather_owned(view.gains, owner, all_used=True)
         power = water_fill_owned(owner, inv_snr, view.power_budget_w)
         k = cut.shape[0]
         return Decoded(cut, owner, power, self._zeros(k), self._zeros(k), True)
@@ -321,6 +324,10 @@ class BoxCodec(PriorityCodec):
         return spaces.Box(-1.0, 1.0, (self.cut_dims + self.n,), dtype=np.float32)
 
     def validate(self, action: Any) -> np.ndarray:
+        if type(action) is np.ndarray and action.dtype.kind == "f" and action.shape == self.space.shape:
+            arr = action.astype(np.float64)  # fast path: a float vector of the right shape
+            if arr.min() >= -1.0 and arr.max() <= 1.0:
+                return arr
         arr = _as_array(action, "box action")
         _check_shape(arr, self.space.shape, "box action")
         return _check_real(arr, -1.0, 1.0, "box action")

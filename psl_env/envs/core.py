@@ -31,7 +31,7 @@ class StepOutcome:
     """What one batched step produced (arrays with leading axis K)."""
 
     decoded: Decoded
-    priced: PricedRounds
+    priced: PricedRounds  # 2K rows: the allocations (0..K-1), then the reference (K..2K-1)
     reference_total: np.ndarray
     ratio: np.ndarray  # T / T_ref, uncapped
     reward: np.ndarray
@@ -153,9 +153,10 @@ class PSLCore:
         self._static[i] = self.encoder.static_features(state.client_flops[None], state.power_budget_w[None])[0]
 
     # -- one round -----------------------------------------------------------------------------------
-    def view(self) -> DecisionView:
+    def view(self, broadcast_rate: np.ndarray | None = None) -> DecisionView:
         return DecisionView(self.observed_gains, self.power_budget_w, self.client_flops, self.memory_bytes,
-                            self.prev_cut, self.has_prev, self.sync, self.round, self.state)
+                            self.prev_cut, self.has_prev, self.sync, self.round, self.state,
+                            broadcast_rate=broadcast_rate)
 
     def use_thread(self, enabled: bool) -> None:
         """Draw the fading innovations in a worker thread while the round is decoded and priced
@@ -202,11 +203,16 @@ class PSLCore:
                 draws = self._pool.submit(self._draw_innovations, todo)
             else:
                 self._draw_innovations(idx)
-        decoded = self.codec.decode_batch(actions, self.view())
-        priced, ref_total = self.pricer.price(self.gains, self.client_flops, self.power_budget_w, decoded.cut,
-                                              decoded.owner, decoded.power_w, self.prev_cut, self.has_prev,
-                                              self.sync, None, decoded.all_used)
-        ratio = priced.total / ref_total
+        pricer = self.pricer
+        r_bc_seen = pricer.broadcast_rate(self.observed_gains)  # None unless the scheme broadcasts
+        r_bc = pricer.broadcast_rate(self.gains) if self.delayed and r_bc_seen is not None else r_bc_seen
+        decoded = self.codec.decode_batch(actions, self.view(r_bc_seen))
+        priced = pricer.price(self.gains, self.client_flops, self.power_budget_w, decoded.cut, decoded.owner,
+                              decoded.power_w, self.prev_cut, self.has_prev, self.sync, r_bc, decoded.all_used)
+        k = self.k
+        total = priced.total[:k]
+        ref_total = priced.total[k:]
+        ratio = total / ref_total
         capped = np.minimum(ratio, self.max_ratio)
         np.copyto(capped, self.max_ratio, where=np.isnan(capped))
         reward = -capped if self.reward_kind == "relative" else -np.log(capped)
@@ -216,7 +222,7 @@ class PSLCore:
         if draws is not None:
             self._draw_innovations(todo)
             draws.result()
-        self._advance(idx, decoded.cut, priced.total, active)
+        self._advance(idx, decoded.cut, total, active)
         for i, record in resets:
             self._write_reset(i, record)
         if active is None:

@@ -77,6 +77,9 @@ class ObservationEncoder:
             self.slices[key] = slice(start, start + size)
             start += size
         self.size = start
+        # prev_cut feature by cut index; index 0 stands for "no previous round" (cuts are >= 1)
+        self._cut_feature = np.concatenate([[-1.0], (np.arange(1, model.num_blocks + 1) - 1) / self.cut_span])
+        self._cut_feature = self._cut_feature.astype(np.float32)
         low = np.concatenate([np.full(sizes[k], bounds[k][0]) for k in sizes]).astype(np.float32)
         high = np.concatenate([np.full(sizes[k], bounds[k][1]) for k in sizes]).astype(np.float32)
         self.low, self.high = low, high
@@ -118,8 +121,8 @@ class ObservationEncoder:
         tail = out[:, s["prev_cut"].start:]
         c = self.cut_dims
         # prev_cut: (j - 1) / (L - 2), or -1 without a previous round
-        np.multiply(prev_cut[:, :c] - 1, has_prev[:, None] / self.cut_span, out=tail[:, :c], casting="same_kind")
-        tail[:, :c] += has_prev[:, None] - 1.0
+        tail[:, :c] = self._cut_feature[np.where(has_prev[:, None], prev_cut[:, :c], 0)
+                                        if not has_prev.all() else prev_cut[:, :c]]
         tail[:, c] = np.minimum(prev_ratio, RATIO_CLIP)
         tail[:, c + 1] = np.minimum(rounds / self.rounds, 1.0)
         tail[:, c + 2] = sync

@@ -21,7 +21,7 @@ import numpy as np
 
 from ..system.allocation import middle_cut, round_robin_owner
 from ..system.latency import PHASES, LatencyModel
-from .batch_alloc import Scratch
+from .batch_alloc import Scratch, broadcast_rate
 
 
 @dataclass
@@ -99,24 +99,22 @@ class BatchPricer:
         """R_bc [K] (whole-band rate of the worst client at the server's power), when the scheme uses it."""
         if not self.needs_broadcast:
             return None
-        snr = self.scratch.get("snr", gains.shape)
-        np.multiply(gains, self.down_snr, out=snr)
-        snr += 1.0
-        np.log2(snr, out=snr)
-        return snr.sum(axis=2).min(axis=1) * self.bw
+        return broadcast_rate(gains, self.down_snr, self.bw, self.scratch)
 
     def price(self, gains: np.ndarray, client_flops: np.ndarray, power_budget_w: np.ndarray, cut: np.ndarray,
               owner: np.ndarray, power: np.ndarray, prev_cut: np.ndarray, has_prev: np.ndarray,
               sync: np.ndarray, r_bc: np.ndarray | None = None,
-              all_used: bool | None = None) -> tuple[PricedRounds, np.ndarray]:
-        """SPEC 4 for K rounds, and the total latency of the fixed reference allocation on them.
+              all_used: bool | None = None) -> PricedRounds:
+        """SPEC 4 for K rounds and for the fixed reference allocation on the same rounds.
 
         The reference (middle cut, round-robin subchannels, equal power) never changes its cut, so
-        it pays no migration. ``has_prev`` [K] marks rounds with a previous cut; ``all_used`` may
-        say that every subchannel has an owner (checked when not given).
+        it pays no migration. ``has_prev`` [K] marks rounds with a previous cut; ``r_bc`` is the
+        broadcast rate of ``gains`` if known; ``all_used`` may say that every subchannel has an
+        owner (checked when not given).
 
         Returns:
-            (the rounds' ``PricedRounds``, the reference's total latency [K]).
+            ``PricedRounds`` of 2K rows: rows 0..K-1 price the allocations, rows K..2K-1 the
+            reference (``priced.total[K:]`` is the reference latency).
         """
         k, n = cut.shape
         m = self.m
@@ -139,9 +137,8 @@ class BatchPricer:
         flops2[k:] = client_flops
         r_bc2 = None if r_bc is None else np.concatenate([r_bc, r_bc])
         all_used = all_used if all_used is not None else bool((owner >= 0).all())
-        priced = self._price(gains, self._base(k, 2), flops2, cut2, owner2, power2, prev_cut, has_prev,
-                             np.concatenate([sync, sync]), r_bc2, k, all_used)
-        return priced.rows(slice(0, k)), priced.total[k:]
+        return self._price(gains, self._base(k, 2), flops2, cut2, owner2, power2, prev_cut, has_prev,
+                           np.concatenate([sync, sync]), r_bc2, k, all_used)
 
     def price_reference(self, gains: np.ndarray, client_flops: np.ndarray, power_budget_w: np.ndarray,
                         sync: np.ndarray, r_bc: np.ndarray | None = None) -> PricedRounds:

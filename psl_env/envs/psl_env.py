@@ -97,9 +97,14 @@ class PSLEnv(gym.Env):
         self._n = self.scenario.num_clients
         self._started = False
         self._state: RoundState | None = None
-        self.last_allocation: Allocation | None = None
+        self._last_decoded: Decoded | None = None
         self._last_info: dict[str, Any] | None = None
         self._trace = None
+
+    @property
+    def last_allocation(self) -> Allocation | None:
+        """The ``Allocation`` decoded by the last step (None before the first)."""
+        return None if self._last_decoded is None else self._last_decoded.allocation(0)
 
     @property
     def state(self) -> RoundState | None:
@@ -118,7 +123,7 @@ class PSLEnv(gym.Env):
         self.core.reset_env(0, self.np_random)
         self._started = True
         self._state = None
-        self.last_allocation = None
+        self._last_decoded = None
         self._last_info = None
         with np.errstate(divide="ignore"):
             return self.core.observe()[0], {}
@@ -136,7 +141,7 @@ class PSLEnv(gym.Env):
         self._state = None
         info = make_info(0, out.decoded, out.priced, out.reference_total, int(out.rounds[0]))
         reward = float(out.reward[0])
-        self.last_allocation = out.decoded.allocation(0)
+        self._last_decoded = out.decoded
         if traced:
             self._write_trace(before, info, reward)
         self._last_info = info

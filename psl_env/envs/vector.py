@@ -187,6 +187,7 @@ def _infos(out: StepOutcome, mask: np.ndarray) -> dict[str, Any]:
     full = mask.all()
 
     def pick(arr: np.ndarray) -> np.ndarray:
+        arr = arr[:k]  # priced rows K..2K-1 are the reference's
         if full:
             return arr.copy()
         return np.where(mask.reshape((k,) + (1,) * (arr.ndim - 1)), arr, np.zeros((), dtype=arr.dtype))
