@@ -19,6 +19,7 @@ from ..system.channel import SPEED_OF_LIGHT_MPS, pathloss_gain
 from ..system.scenario import Scenario
 from ..system.simulator import INITIAL_INTERVAL_S, NetworkSimulator
 from ..system.state import RoundState
+from .batch_alloc import Scratch, broadcast_rate
 from .codecs import Codec, DecisionView, Decoded, make_codec
 from .observation import ObservationEncoder
 from .pricing import BatchPricer, PricedRounds
@@ -90,8 +91,14 @@ class PSLCore:
         self.h_im = np.zeros((k, n, m))
         self.gains = np.zeros((k, n, m))
         self.observed_gains = np.zeros((k, n, m)) if self.delayed else self.gains
+        self._spare = np.zeros((k, n, m))  # the next round's gains are written here, then rotated in
         self._noise = np.empty((k, 2, n, m))
         self._sq = np.empty((k, n, m))
+        # broadcast rate R_bc of the true and of the observed gains of the current round (EPSL)
+        self.needs_broadcast = self.pricer.needs_broadcast
+        self.r_bc = np.zeros(k) if self.needs_broadcast else None
+        self.r_bc_seen = (np.zeros(k) if self.delayed else self.r_bc) if self.needs_broadcast else None
+
         self._pool = None  # a worker thread drawing the fading innovations (see ``use_thread``)
         if k >= 64:
             _keep_temporaries_on_heap(min(24, max(8, k * n * m * 8 * 8 >> 20)) << 20)
@@ -151,6 +158,13 @@ class PSLCore:
         self.prev_ratio[i] = 0.0
         self.sync[i] = state.sync
         self._static[i] = self.encoder.static_features(state.client_flops[None], state.power_budget_w[None])[0]
+        if self.needs_broadcast:
+            self.r_bc[i] = self._broadcast(self.gains[i: i + 1])[0]
+            if self.delayed:
+                self.r_bc_seen[i] = self._broadcast(self.observed_gains[i: i + 1])[0]
+
+    def _broadcast(self, gains: np.ndarray, scratch: Scratch | None = None) -> np.ndarray:
+        return broadcast_rate(gains, self.pricer.down_snr, self.pricer.bw, scratch)
 
     # -- one round -----------------------------------------------------------------------------------
     def view(self, broadcast_rate: np.ndarray | None = None) -> DecisionView:
@@ -196,19 +210,16 @@ class PSLCore:
         Floating-point warnings are the caller's business (the environments silence them).
         """
         idx = range(self.k) if active is None else np.flatnonzero(active).tolist()
-        draws = None
-        if not self.trace:
-            if self._pool is not None:
-                todo = iter(idx)  # shared by both threads: next() on it is atomic under the GIL
-                draws = self._pool.submit(self._draw_innovations, todo)
-            else:
-                self._draw_innovations(idx)
-        pricer = self.pricer
-        r_bc_seen = pricer.broadcast_rate(self.observed_gains)  # None unless the scheme broadcasts
-        r_bc = pricer.broadcast_rate(self.gains) if self.delayed and r_bc_seen is not None else r_bc_seen
-        decoded = self.codec.decode_batch(actions, self.view(r_bc_seen))
-        priced = pricer.price(self.gains, self.client_flops, self.power_budget_w, decoded.cut, decoded.owner,
-                              decoded.power_w, self.prev_cut, self.has_prev, self.sync, r_bc, decoded.all_used)
+        job = None
+        if self._pool is not None and not self.trace:  # the worker draws (the main thread helps later)
+            todo = iter(idx)  # shared by both threads: next() on it is atomic under the GIL
+            job = self._pool.submit(self._draw_innovations, todo)
+        elif not self.trace:
+            self._draw_innovations(idx)
+        decoded = self.codec.decode_batch(actions, self.view(self.r_bc_seen))
+        priced = self.pricer.price(self.gains, self.client_flops, self.power_budget_w, decoded.cut,
+                                   decoded.owner, decoded.power_w, self.prev_cut, self.has_prev, self.sync,
+                                   self.r_bc, decoded.all_used)
         k = self.k
         total = priced.total[:k]
         ref_total = priced.total[k:]
@@ -219,9 +230,9 @@ class PSLCore:
         rounds = self.round.copy()
         resets = [] if active is None else [(i, self._simulate_reset(i, self.rngs[i]))
                                             for i in np.flatnonzero(~active).tolist()]
-        if draws is not None:
+        if job is not None:
             self._draw_innovations(todo)
-            draws.result()
+            job.result()
         self._advance(idx, decoded.cut, total, active)
         for i, record in resets:
             self._write_reset(i, record)
@@ -246,12 +257,24 @@ class PSLCore:
         self._advance(idx, cut, latency_s, active)
 
     def _advance(self, idx, cut: np.ndarray, latency_s: np.ndarray, active: np.ndarray | None) -> None:
-        if self.delayed:
-            self.observed_gains, self.gains = self.gains, self.observed_gains  # last round's true gains
+        """Compute the next round's gains into the spare buffer, rotate it in (with its broadcast
+        rate) and update the per-round bookkeeping."""
+        nxt = self._spare
         if self.trace:
-            self._trace_step(active)
+            self._trace_step(active, nxt)
         else:
-            self._fading_step(idx, latency_s, active)
+            self._fading_step(idx, latency_s, active, nxt)
+        r_bc = self._broadcast(nxt, self.pricer.scratch) if self.needs_broadcast else None
+        old = self.gains
+        self.gains = nxt
+        if self.delayed:  # the decision sees last round's true gains
+            self._spare, self.observed_gains = self.observed_gains, old
+            if self.needs_broadcast:
+                self.r_bc_seen, self.r_bc = self.r_bc, r_bc
+        else:
+            self._spare, self.observed_gains = old, nxt
+            if self.needs_broadcast:
+                self.r_bc = self.r_bc_seen = r_bc
         if active is None:
             self.round += 1
             self.prev_cut = cut.astype(np.int64, copy=True)
@@ -265,8 +288,9 @@ class PSLCore:
         if self.sync_period > 0:
             self.sync = (self.round + 1) % self.sync_period == 0
 
-    def _fading_step(self, idx, latency_s: np.ndarray, active: np.ndarray | None) -> None:
-        """``GaussMarkovChannel.step`` on [K, N, M] (innovations already drawn into ``_noise``)."""
+    def _fading_step(self, idx, latency_s: np.ndarray, active: np.ndarray | None, out: np.ndarray) -> None:
+        """``GaussMarkovChannel.step`` on [K, N, M] into ``out`` (innovations already drawn into
+        ``_noise``)."""
         noise, rngs = self._noise, self.rngs
         mobile = self.mobility
         if mobile:  # the heading drift is drawn after the innovation, for finite rounds only
@@ -297,7 +321,7 @@ class PSLCore:
         h_im += e_im
         if mobile:
             self._move(latency_s, drift, finite if active is None else finite & active)
-        g, sq = self.gains, self._sq
+        g, sq = out, self._sq
         np.multiply(h_re, h_re, out=g)
         np.multiply(h_im, h_im, out=sq)
         g += sq
@@ -321,15 +345,11 @@ class PSLCore:
         distance = np.hypot(self.position[:, :, 0], self.position[:, :, 1])
         self.large = pathloss_gain(distance, ch.pathloss_intercept_db, ch.pathloss_slope_db) * self.shadowing
 
-    def _trace_step(self, active: np.ndarray | None) -> None:
+    def _trace_step(self, active: np.ndarray | None, out: np.ndarray) -> None:
         ch = self.simulator.channel
         self.trace_t += 1 if active is None else active
         t = self.trace_t % ch.length
-        gains = ch.trace["gains"][t]
-        if active is None:
-            self.gains[...] = gains
-        else:
-            self.gains[active] = gains[active]
+        out[...] = ch.trace["gains"][t]  # rows of envs not stepping are reset next
         for key, base, out in (("client_flops", self.base_flops, self.client_flops),
                                ("client_power_budget_w", self.base_budget, self.power_budget_w)):
             arr = ch.trace.get(key)

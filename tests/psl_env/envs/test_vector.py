@@ -118,3 +118,18 @@ def test_pickled_single_env_resumes_exactly():
     clone = pickle.loads(pickle.dumps(env))
     actions = [env.action_space.sample() for _ in range(4)]
     assert_same([env.step(a) for a in actions], [clone.step(a) for a in actions])
+
+
+def test_trace_channel_vector_equals_sync(tmp_path):
+    rng = np.random.default_rng(1)
+    path = tmp_path / "gains.npz"
+    np.savez(path, gains=rng.exponential(1e-11, (5, 3, 6)), client_flops=10.0 ** rng.uniform(9.5, 11, (5, 3)))
+    kwargs = {"scenario": "small-exact", "overrides": {"channel.kind": "trace", "channel.trace_file": str(path),
+                                                       "rounds": 4}}
+    vec = gym.make_vec("psl_env/PSL-v0", num_envs=3, vectorization_mode="vector_entry_point", **kwargs)
+    sync = gym.make_vec("psl_env/PSL-v0", num_envs=3, vectorization_mode="sync", **kwargs)
+    assert_same(vec.reset(seed=0), sync.reset(seed=0))
+    vec.action_space.seed(0)
+    for t in range(9):
+        actions = vec.action_space.sample()
+        assert_same(vec.step(actions), sync.step(actions), f"step {t}")
