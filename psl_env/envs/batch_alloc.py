@@ -319,14 +319,12 @@ class BottleneckGreedy:
                 nxt[i] = p + 1
                 row_owner[ch] = i
             return owner
-        flat = gains.reshape(-1)
-        base = np.arange(k)[:, None] * (n * m) + np.arange(m)[None, :]
         rows = np.arange(k)
         taken = np.zeros((k, m))  # 1e300 where taken: gains are >= 0, so taken subchannels never win
         row = np.empty((k, m))
         for p in range(m):
             i = seq[:, p]
-            np.subtract(flat.take(base + (i * m)[:, None]), taken, out=row)
+            np.subtract(gains[rows, i], taken, out=row)
             ch = row.argmax(axis=1)
             owner[rows, ch] = i
             taken[rows, ch] = 1e300
