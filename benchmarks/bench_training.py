@@ -1,16 +1,15 @@
 """Speed and quality of the real split-training engine on the offline digits data.
 
 Prints:
-1. milliseconds per real round (small CNN on digits, N=5 clients, b=32, cut 2) per scheme, and for
-   1 and 2 torch threads;
+1. milliseconds per real round (small CNN on digits, N=5 clients, b=32, cut 2; the digits-train
+   recipe: SGD with momentum and weight decay, 1-pixel shift augmentation) per scheme, and for 1 and
+   2 torch threads;
 2. the overhead of split training over plain training of the same model on the same samples
-   (N*b rows per step, same optimizer), target <= 1.5x;
-3. rounds to 95% held-out accuracy (evaluated every 10 rounds) for PSL and EPSL (phi = 0.5) within
-   1500 rounds, and the simulated time to that accuracy: the sum of the SPEC 4 round latencies of
-   the scenario's devices and channel under the fixed reference allocation (middle cut,
-   round-robin subchannels, equal power).
+   (N*b rows per step, same optimizer, same augmentation), target <= 1.5x.
 
-Usage: python benchmarks/bench_training.py [--seeds 0 1 2] [--max-rounds 1500] [--timing-rounds 300]
+Rounds and simulated seconds to 95% accuracy: ``benchmarks/bench_time_to_accuracy.py``.
+
+Usage: python benchmarks/bench_training.py [--timing-rounds 300]
 """
 
 from __future__ import annotations
@@ -23,12 +22,10 @@ import torch
 from torch.nn import functional as F
 
 from psl_env.models import build_model
-from psl_env.system.allocation import fixed_allocation
 from psl_env.system.scenario import load_scenario
-from psl_env.system.simulator import NetworkSimulator
-from psl_env.training.engine import SplitTrainingEngine, ClientSampler
+from psl_env.training.engine import ClientSampler, SplitTrainingEngine, random_shift
 
-BASE = "digits-train"  # small-cnn, N=5, b=32, lr 0.05, momentum 0.9, eval every 10 rounds
+BASE = "digits-train"  # small-cnn, N=5, b=32, SGD lr 0.05, momentum 0.9, weight decay 5e-4, shift 1
 CUT = 2
 
 
@@ -57,13 +54,17 @@ def ms_plain(rounds: int, threads: int = 1) -> float:
     eng = SplitTrainingEngine(s)  # for its data and partitions (and the thread setting)
     torch.manual_seed(0)
     model = build_model("small-cnn", eng.data.input_shape, eng.data.num_classes)
-    opt = torch.optim.SGD(model.parameters(), lr=s.training.lr, momentum=s.training.momentum)
+    tc = s.training
+    opt = torch.optim.SGD(model.parameters(), lr=tc.lr, momentum=tc.momentum, weight_decay=tc.weight_decay)
     sampler = ClientSampler([torch.from_numpy(p.astype(np.int64)) for p in eng.partitions], s.batch_size, 0)
     x_all, y_all = eng.data.x_train, eng.data.y_train
 
     def step() -> float:
         idx = sampler.draw()
-        loss = F.cross_entropy(model(x_all.index_select(0, idx)), y_all.index_select(0, idx))
+        x = x_all.index_select(0, idx)
+        if tc.augment_shift:
+            x = random_shift(x, tc.augment_shift)
+        loss = F.cross_entropy(model(x), y_all.index_select(0, idx))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -72,34 +73,23 @@ def ms_plain(rounds: int, threads: int = 1) -> float:
     return best_ms(step, rounds)
 
 
-def time_to_accuracy(overrides: dict, max_rounds: int, target: float = 0.95) -> tuple[int | None, float, float]:
-    """(rounds to target or None, simulated seconds to target (or to max_rounds), final accuracy)."""
-    s = load_scenario(BASE, overrides)
-    eng = SplitTrainingEngine(s, initial_cut=CUT)
-    sim = NetworkSimulator(s, eng.profile)
-    state = sim.reset(seed=s.seed)
-    sim_time, acc = 0.0, float("nan")
-    for _ in range(max_rounds):
-        alloc = fixed_allocation(eng.num_blocks, state.power_budget_w, s.num_subchannels)
-        res = eng.step(alloc.cut)
-        lat, state = sim.step(alloc)
-        sim_time += lat.total
-        if res.evaluated:
-            acc = res.accuracy
-            if acc >= target:
-                return res.round, sim_time, acc
-    return None, sim_time, acc
+def ms_env_step(rounds: int) -> float:
+    """One ``PSLTrain-v0`` step with a fixed box action (evaluation off)."""
+    from psl_env.envs.train_env import PSLTrainEnv
+
+    env = PSLTrainEnv(action_type="box", overrides={"training.eval_every": 10**6, "rounds": 10**6})
+    env.reset(seed=0)
+    action = np.zeros(env.action_space.shape, dtype=np.float32)
+    return best_ms(lambda: env.step(action), rounds)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--max-rounds", type=int, default=1500)
     ap.add_argument("--timing-rounds", type=int, default=300)
     args = ap.parse_args()
     r = args.timing_rounds
 
-    print(f"# split-training engine: small-cnn on digits, N=5, b=32, cut {CUT}, SGD momentum 0.9")
+    print(f"# split-training engine: small-cnn on digits, N=5, b=32, cut {CUT}, {BASE} recipe")
     print(f"\n## ms per real round (no evaluation; best of 5 blocks of {r // 5} rounds)")
     print("| scheme | 1 thread | 2 threads |")
     print("|---|---|---|")
@@ -114,23 +104,14 @@ def main() -> None:
         ms_per_round({"scheme": "psl", "phi": 0.0}, r)
     print(f"\nevaluation every 10 rounds adds {eval_ms:.2f} ms per round on average (5 client models, 359 test samples)")
 
+    env_ms = ms_env_step(r)
+    print(f"\nPSLTrain-v0 step (box action: decode, price, one real psl round at the decoded cut; no evaluation): "
+          f"{env_ms:.2f} ms")
+
     print("\n## overhead of split over plain training (same model, N*b = 160 samples per step, 1 thread)")
     split = ms_per_round({"scheme": "psl", "phi": 0.0, "training.torch_threads": 1}, r)
     plain = ms_plain(r, 1)
     print(f"plain {plain:.2f} ms/step, split (psl) {split:.2f} ms/round: ratio {split / plain:.2f}x (target <= 1.5x)")
-
-    print(f"\n## rounds to 95% held-out accuracy (evaluated every 10 rounds, at most {args.max_rounds} rounds)")
-    print("simulated time: sum of SPEC 4 round latencies under the fixed reference allocation")
-    print("| scheme | seed | rounds to 95% | simulated s to 95% | accuracy at stop | wall s |")
-    print("|---|---|---|---|---|---|")
-    for name, over in (("psl", {"scheme": "psl", "phi": 0.0}), ("epsl phi=0.5", {"scheme": "epsl", "phi": 0.5})):
-        for seed in args.seeds:
-            t0 = time.perf_counter()
-            rounds, sim_s, acc = time_to_accuracy({**over, "seed": seed}, args.max_rounds)
-            wall = time.perf_counter() - t0
-            shown = str(rounds) if rounds is not None else f"not reached ({args.max_rounds})"
-            sim = f"{sim_s:.1f}" if rounds is not None else f"> {sim_s:.1f}"
-            print(f"| {name} | {seed} | {shown} | {sim} | {acc:.3f} | {wall:.1f} |")
 
 
 if __name__ == "__main__":
