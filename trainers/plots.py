@@ -1,4 +1,5 @@
-"""PNG plots of per-method latencies and accuracy curves (matplotlib, Agg canvas; no pyplot state), reusable by any command."""
+"""PNG plots of per-method latencies and accuracy curves (matplotlib, Agg canvas; no pyplot state),
+reusable by any command."""
 
 from __future__ import annotations
 

@@ -79,9 +79,12 @@ class PSLTrainEnv(PSLEnv):
         low = np.concatenate([base.low, np.zeros(len(TRAIN_FEATURES), dtype=np.float32)])
         high = np.concatenate([base.high, np.array([1.0, LOSS_CLIP], dtype=np.float32)])
         self.observation_space = spaces.Box(low, high, (low.size,), dtype=np.float32)
+        # an untrainable scenario (model, dataset files, input shape) fails here, not at reset
+        probe = SplitTrainingEngine(self.scenario)
+        self.num_classes = probe.data.num_classes
         self.target_accuracy = float(self.scenario.training.target_accuracy)
         self.iterations = int(self.scenario.training.local_iterations)
-        self._loss_scale = 1.0
+        self._loss_scale = 1.0 / math.log(self.num_classes)
         self._seed_rng: np.random.Generator | None = None
         self.engine: SplitTrainingEngine | None = None
         self._train_scenario = None
@@ -109,7 +112,6 @@ class PSLTrainEnv(PSLEnv):
         ev = probe.evaluate()
         self._initial = probe
         self.engine = None
-        self._loss_scale = 1.0 / math.log(probe.data.num_classes)
         self.sim_time_s = 0.0
         self.accuracy, self.test_loss, self.loss = ev.accuracy, ev.loss, ev.loss
         self.last_result = None

@@ -86,7 +86,8 @@ def test_same_spaces_channel_and_reward_as_psl_v0():
     for (obs_t, rew_t, _, _, info_t), (obs_p, rew_p, _, _, info_p) in zip(a[1:], b[1:]):
         assert np.array_equal(obs_t[:-2], obs_p) and rew_t == rew_p
         assert_same({k: info_t[k] for k in info_p}, info_p)
-        assert obs_t[-2] == pytest.approx(info_t["accuracy"]) and obs_t[-1] == pytest.approx(info_t["loss"] / math.log(10))
+        assert obs_t[-2] == pytest.approx(info_t["accuracy"])
+        assert obs_t[-1] == pytest.approx(info_t["loss"] / math.log(10))
 
 
 def test_first_step_builds_the_engine_at_the_first_cut_and_sim_time_adds_up():
@@ -165,6 +166,11 @@ def test_same_training_as_the_engine_alone():
         _, _, _, _, info = env.step(1)
         res = engine.step(2)
         assert info["loss"] == res.loss and (not res.evaluated or info["accuracy"] == res.accuracy)
+
+
+def test_untrainable_scenario_fails_at_construction():
+    with pytest.raises(ValueError, match="32x32"):
+        PSLTrainEnv(scenario="small-exact")  # ResNet-18 at 32x32 on the 8x8 digits
 
 
 def test_render_ansi():
