@@ -15,37 +15,15 @@ Shapes: gains [K, N, M]; client_flops, cut, prev_cut [K, N]; owner, power [K, M]
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
-
 import numpy as np
 
 from ..system.allocation import middle_cut, round_robin_owner
-from ..system.latency import PHASES, LatencyModel
+from ..system.latency import PER_CLIENT, PHASES, Latency, LatencyModel
 from .batch_alloc import Scratch, broadcast_rate
 
 
-@dataclass
-class PricedRounds:
-    """The latency of K rounds; every field is an array with leading axis K (seconds, bit/s)."""
-
-    total: np.ndarray
-    uplink_phase: np.ndarray
-    server_compute: np.ndarray
-    downlink_phase: np.ndarray
-    sync: np.ndarray
-    migration: np.ndarray
-    client_fwd_s: np.ndarray
-    uplink_s: np.ndarray
-    downlink_s: np.ndarray
-    client_bwd_s: np.ndarray
-    uplink_rate_bps: np.ndarray
-    downlink_rate_bps: np.ndarray
-
-    def rows(self, sl: slice) -> "PricedRounds":
-        return PricedRounds(*(getattr(self, f.name)[sl] for f in fields(self)))
-
-
-PER_CLIENT = ("client_fwd_s", "uplink_s", "downlink_s", "client_bwd_s", "uplink_rate_bps", "downlink_rate_bps")
+# The batched pricer returns the latency model's own result type.
+PricedRounds = Latency
 
 
 class BatchPricer:

@@ -6,6 +6,7 @@ uses shapes [N], [M], [N, M]; a batch of B rounds uses [B, N], [B, M], [B, N, M]
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,6 +16,7 @@ from .scenario import Scenario
 from .state import Allocation, RoundState
 
 PHASES = ("uplink_phase", "server_compute", "downlink_phase", "sync", "migration")
+PER_CLIENT = ("client_fwd_s", "uplink_s", "downlink_s", "client_bwd_s", "uplink_rate_bps", "downlink_rate_bps")
 
 
 def dbm_to_w(dbm: float) -> float:
@@ -41,6 +43,10 @@ class Latency:
     client_bwd_s: np.ndarray
     uplink_rate_bps: np.ndarray
     downlink_rate_bps: np.ndarray
+
+    def rows(self, sl: slice) -> "Latency":
+        """The rounds ``sl`` of a batch (views)."""
+        return Latency(*(getattr(self, f.name)[sl] for f in dataclasses.fields(self)))
 
     def phases(self) -> dict[str, float]:
         """The scalar phases and total, for info dicts, traces and tables."""
