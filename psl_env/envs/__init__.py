@@ -1,4 +1,5 @@
-"""Gymnasium environments: ``PSLEnv`` (one round per step), ``PSLVectorEnv`` (K at once), codecs.
+"""Gymnasium environments: ``PSLEnv`` (one round per step), ``PSLVectorEnv`` (K at once),
+``PSLTrainEnv`` (real split training per step), codecs.
 
 Names are imported lazily so that ``import psl_env`` (which registers the ids) stays cheap.
 """
@@ -9,7 +10,7 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
-    "PSLEnv": "psl_env", "PSLVectorEnv": "vector", "PSLCore": "core",
+    "PSLEnv": "psl_env", "PSLVectorEnv": "vector", "PSLCore": "core", "PSLTrainEnv": "train_env",
     "Codec": "codecs", "CODECS": "codecs", "make_codec": "codecs", "InvalidAction": "codecs",
     "DecisionView": "codecs", "BoxCodec": "codecs", "DictCodec": "codecs",
     "MultiDiscreteCodec": "codecs", "AssistedCodec": "codecs",
