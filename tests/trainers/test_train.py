@@ -13,7 +13,6 @@ from trainers.cli import main
 from trainers.sb3_env import (AgentConfigError, apply_overrides, build_agent_config, parse_value,
                               read_config_file, shipped_configs)
 
-ROOT = Path(__file__).resolve().parents[2]
 TINY = ["--scenario", "small-exact", "--set", "rounds=8"]
 
 
