@@ -53,6 +53,8 @@ def water_fill_owned(owner: np.ndarray, inv_snr: np.ndarray, budget_w: np.ndarra
     """
     k, m = owner.shape
     n = budget_w.shape[1]
+    if k == 1:
+        return _water_fill_one(owner[0].tolist(), inv_snr[0].tolist(), budget_w[0].tolist(), n)
     size = k * n + 1
     used = owner >= 0
     bins = owner + np.arange(0, k * n, n)[:, None]
@@ -71,6 +73,26 @@ def water_fill_owned(owner: np.ndarray, inv_snr: np.ndarray, budget_w: np.ndarra
             break
         active = still
     return np.where(active, mu - a, 0.0).reshape(k, m)
+
+
+def _water_fill_one(owner: list, a: list, budget: list, n: int) -> np.ndarray:
+    """``water_fill_owned`` of one round with Python floats: the same iteration and the same
+    sums in the same (index) order as the ``bincount``s, hence bitwise the same powers."""
+    inf = float("inf")
+    active = [o >= 0 and x < inf for o, x in zip(owner, a)]
+    while True:
+        count = [0.0] * n
+        total = [0.0] * n
+        for o, x, on in zip(owner, a, active):
+            if on:
+                count[o] += 1.0
+                total[o] += x
+        mu = [(b + t) / (c if c > 1.0 else 1.0) for b, t, c in zip(budget, total, count)]
+        still = [on and x < mu[o] for o, x, on in zip(owner, a, active)]
+        if still == active:
+            break
+        active = still
+    return np.array([[mu[o] - x if on else 0.0 for o, x, on in zip(owner, a, active)]])
 
 
 def anchor_candidates(num_clients: int, num_subchannels: int) -> np.ndarray:
@@ -190,13 +212,13 @@ def broadcast_rate(gains: np.ndarray, down_snr: float, bw_hz: float, scratch: Sc
     return snr.sum(axis=2).min(axis=1) * bw_hz
 
 
-def _cumsum0(x: np.ndarray) -> None:
-    """In-place cumulative sum over axis 0 (sequential adds: the same bits for any batch size)."""
-    if x[0].size <= 256:
-        np.cumsum(x, axis=0, out=x)
+def _cumsum1(x: np.ndarray) -> None:
+    """In-place cumulative sum over axis 1 (sequential adds: the same bits for any batch size)."""
+    if x[:, 0].size <= 512:
+        np.cumsum(x, axis=1, out=x)
     else:  # numpy's cumsum over a leading axis is slow on wide rows: add row by row
-        for j in range(1, x.shape[0]):
-            x[j] += x[j - 1]
+        for j in range(1, x.shape[1]):
+            x[:, j] += x[:, j - 1]
 
 
 class BottleneckGreedy:
@@ -242,14 +264,19 @@ class BottleneckGreedy:
         (computed when needed and not given)."""
         k, n, m = gains.shape
         rows = m - n + 1
-        srt = self.scratch.get("sorted", (rows, k, n))
-        # the j-th best gain of each client, j < C
-        np.copyto(srt, np.sort(gains, axis=2)[:, :, ::-1][:, :, :rows].transpose(2, 0, 1))
-        up = self.scratch.get("up", (rows, k, n))
-        np.multiply(srt, budget_w * self.inv_noise, out=up)
-        up += 1.0
-        np.log2(up, out=up)
-        _cumsum0(up)
+        # the uplink (row 0) and downlink (row 1) rate sums of each client's j best gains, j <= C,
+        # in one array: the j-th best gain times the unit SNR factor, log2(1 + x), cumulated over j
+        parts = 2 if self.use_downlink else 1
+        scale = self.scratch.get("scale", (parts, 1, k, n))
+        if parts == 2 and self.scratch.fresh:
+            scale[1] = self.down_snr
+        np.multiply(budget_w, self.inv_noise, out=scale[0, 0])
+        both = self.scratch.get("rates", (parts, rows, k, n))
+        np.multiply(np.sort(gains, axis=2)[:, :, ::-1][:, :, :rows].transpose(2, 0, 1), scale, out=both)
+        both += 1.0
+        np.log2(both, out=both)
+        _cumsum1(both)
+        up = both[0]
         up -= self.count_log[:rows]
         np.maximum(up, self.rate_floor[:rows], out=up)
         # time = urgency x (compute + B / R + D / RD (+ broadcast)), R = W x up, RD = W x dn
@@ -259,11 +286,7 @@ class BottleneckGreedy:
                 if r_bc is None:
                     r_bc = broadcast_rate(gains, self.down_snr, self.bw, self.scratch)
                 off = off + (self.broadcast_bits[cut[:, 0]] / r_bc)[:, None]
-            dn = self.scratch.get("dn", (rows, k, n))
-            np.multiply(srt, self.down_snr, out=dn)
-            dn += 1.0
-            np.log2(dn, out=dn)
-            _cumsum0(dn)
+            dn = both[1]
             np.divide(self.dn_bits[cut], dn, out=dn)
         t = self.scratch.get("times", (rows, k, n))
         np.divide(self.up_bits[cut], up, out=t)
@@ -282,14 +305,17 @@ class BottleneckGreedy:
         if k == 1:  # the same choices with Python floats (first maximum on ties)
             table = times[:, 0, :].T.tolist()  # [N][C]
             held = [1] * n
-            for p in range(n, m):
-                best, pick = table[0][held[0] - 1], 0
-                for i in range(1, n):
-                    value = table[i][held[i] - 1]
-                    if value > best:
-                        best, pick = value, i
-                seq[0, p] = pick
+            now = times[0, 0].tolist()  # each client's current time, table[i][held[i] - 1]
+            picks = []
+            for _ in range(n, m):
+                # max() keeps the first of equal maxima (it replaces only on a strictly larger
+                # value), and index() finds that very object: the first maximum
+                pick = now.index(max(now))
+                picks.append(pick)
                 held[pick] += 1
+                if held[pick] <= rows:
+                    now[pick] = table[pick][held[pick] - 1]
+            seq[0, n:] = picks
             return seq
         held = np.ones((k, n), dtype=np.int64)
         flat = times.reshape(-1)
