@@ -193,6 +193,9 @@ def main(argv: list[str] | None = None) -> int:
 
     summary = {}
     md = ["# Learned schedulers against the optimizers", ""]
+    if not full:
+        md += [f"Smoke run ({args.timesteps} training steps per agent): checks the pipeline, not the agents; "
+               "`--full` gives the figures of docs/results.md.", ""]
     for s in settings:
         runs = {a: [f"{AGENTS[a][2]}:{out / s / f'{a}-s{seed}'}" for seed in seeds if (s, a, seed) not in failed]
                 for a in agents}
