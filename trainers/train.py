@@ -287,7 +287,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"trained {cfg.algo} ({cfg.action_type}) on {plan['scenario'].name} for {plan['timesteps']} steps "
           f"in {time.perf_counter() - t0:.0f} s")
     print(f"run folder: {out} (model.zip, config.yaml, checkpoints/, eval.csv, tb/)")
-    print(f"benchmark it: psl bench --scenario {plan['scenario'].name} --methods {cfg.algo}:{out},epsl-bcd,fixed")
+    if cfg.env_id == ENV_ID:
+        print(f"benchmark it: psl bench --scenario {plan['scenario'].name} --methods {cfg.algo}:{out},epsl-bcd,fixed")
     print(f"TensorBoard: tensorboard --logdir {out / 'tb'}")
     return 0
 

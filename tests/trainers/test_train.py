@@ -206,3 +206,16 @@ def test_single_env_vectorizations_train(tmp_path, vec_env):
     out = tmp_path / vec_env
     assert train("--config", str(cfg), "--out", str(out), "--timesteps", "32", *TINY) == 0
     assert (out / "model.zip").is_file()
+
+
+def test_training_mode_env_logs_accuracy_and_simulated_time(tmp_path):
+    cfg = tmp_path / "ppo-train.yaml"
+    cfg.write_text(yaml.safe_dump({"psl_env/PSLTrain-v0": {
+        "algo": "ppo", "n_envs": 2, "vec_env": "dummy", "env_kwargs": {"action_type": "assisted"},
+        "n_steps": 4, "batch_size": 8, "n_epochs": 1, "policy_kwargs": {"net_arch": [8]}}}))
+    out = tmp_path / "run"
+    assert train("--config", str(cfg), "--scenario", "digits-train", "--set", "rounds=4", "--timesteps", "8",
+                 "--out", str(out)) == 0
+    assert yaml.safe_load((out / "config.yaml").read_text())["env_id"] == "psl_env/PSLTrain-v0"
+    scalars = set(_events(out / "tb").Tags()["scalars"])
+    assert {"psl/accuracy", "psl/sim_time_s", "psl/latency_s"} <= scalars
