@@ -40,6 +40,9 @@ from .batch_alloc import (BottleneckGreedy, Scratch, anchor_candidates, gather_o
                           uplink_need, water_fill_owned)
 
 
+_MIN, _MAX = np.minimum.reduce, np.maximum.reduce  # the reductions without the method wrappers
+
+
 class InvalidAction(ValueError):
     """An action is outside the codec's action space (wrong shape, out of bounds, NaN, ...)."""
 
@@ -326,7 +329,7 @@ class BoxCodec(PriorityCodec):
     def validate(self, action: Any) -> np.ndarray:
         if type(action) is np.ndarray and action.dtype.kind == "f" and action.shape == self.space.shape:
             arr = action.astype(np.float64)  # fast path: a float vector of the right shape
-            if arr.min() >= -1.0 and arr.max() <= 1.0:
+            if _MIN(arr) >= -1.0 and _MAX(arr) <= 1.0:  # False with a NaN: the full checks report it
                 return arr
         arr = _as_array(action, "box action")
         _check_shape(arr, self.space.shape, "box action")

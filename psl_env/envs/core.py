@@ -87,13 +87,12 @@ class PSLCore:
         self.position = np.zeros((k, n, 2))
         self.heading = np.zeros((k, n))
         self.large = np.zeros((k, n))  # path loss x shadowing
-        self.h_re = np.zeros((k, n, m))
-        self.h_im = np.zeros((k, n, m))
+        self.h = np.zeros((k, 2, n, m))  # fading state: real (h[:, 0]) and imaginary (h[:, 1]) parts
         self.gains = np.zeros((k, n, m))
         self.observed_gains = np.zeros((k, n, m)) if self.delayed else self.gains
         self._spare = np.zeros((k, n, m))  # the next round's gains are written here, then rotated in
         self._noise = np.empty((k, 2, n, m))
-        self._sq = np.empty((k, n, m))
+        self._sq = np.empty((k, 2, n, m))
         # broadcast rate R_bc of the true and of the observed gains of the current round (EPSL)
         self.needs_broadcast = self.pricer.needs_broadcast
         self.r_bc = np.zeros(k) if self.needs_broadcast else None
@@ -148,8 +147,8 @@ class PSLCore:
             self.shadowing[i] = shadowing
             self.position[i] = position
             self.heading[i] = heading
-            self.h_re[i] = h.real
-            self.h_im[i] = h.imag
+            self.h[i, 0] = h.real
+            self.h[i, 1] = h.imag
             self.large[i] = large
         self.round[i] = 0
         self.has_prev[i] = False
@@ -224,8 +223,7 @@ class PSLCore:
         total = priced.total[:k]
         ref_total = priced.total[k:]
         ratio = total / ref_total
-        capped = np.minimum(ratio, self.max_ratio)
-        np.copyto(capped, self.max_ratio, where=np.isnan(capped))
+        capped = np.fmin(ratio, self.max_ratio)  # the cap, also where the ratio is NaN
         reward = -capped if self.reward_kind == "relative" else -np.log(capped)
         rounds = self.round.copy()
         resets = [] if active is None else [(i, self._simulate_reset(i, self.rngs[i]))
@@ -299,33 +297,28 @@ class PSLCore:
             for i in idx:
                 if finite[i]:
                     drift[i] = rngs[i].normal(0.0, 0.3, self.n)
-        e_re, e_im = noise[:, 0], noise[:, 1]
-        e_re *= _SQRT_HALF
-        e_im *= _SQRT_HALF
+        # the real and imaginary parts go through the same elementwise operations at once
+        noise *= _SQRT_HALF
         if self.doppler:
             # doppler_correlation() per env: a = J0(2 pi f_D tau), 0 for an infinite round
             tau = latency_s[:, None]
             finite_tau = np.isfinite(tau)
             doppler_hz = self.speed * self.scenario.channel.carrier_hz / SPEED_OF_LIGHT_MPS
             corr = np.clip(_j0(2.0 * np.pi * doppler_hz * np.where(finite_tau, tau, 0.0)), 0.0, 1.0)
-            corr = np.where(finite_tau, corr, 0.0)[:, :, None]
+            corr = np.where(finite_tau, corr, 0.0)[:, None, :, None]
             scale = np.sqrt(np.maximum(1.0 - corr * corr, 0.0))
         else:
             corr, scale = self._corr, self._innov_scale
-        e_re *= scale
-        e_im *= scale
-        h_re, h_im = self.h_re, self.h_im
-        h_re *= corr
-        h_im *= corr
-        h_re += e_re
-        h_im += e_im
+        noise *= scale
+        h = self.h
+        h *= corr
+        h += noise
         if mobile:
             self._move(latency_s, drift, finite if active is None else finite & active)
-        g, sq = out, self._sq
-        np.multiply(h_re, h_re, out=g)
-        np.multiply(h_im, h_im, out=sq)
-        g += sq
-        g *= self.large[:, :, None]
+        sq = self._sq
+        np.multiply(h, h, out=sq)
+        np.add(sq[:, 0], sq[:, 1], out=out)
+        out *= self.large[:, :, None]
 
     def _move(self, latency_s: np.ndarray, drift: np.ndarray, moving: np.ndarray) -> None:
         """``GaussMarkovChannel._move`` for the envs in ``moving``."""
