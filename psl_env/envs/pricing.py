@@ -107,10 +107,10 @@ class BatchPricer:
             cut2[k:] = self.ref_cut
         owner2[:k] = owner
         cut2[:k] = cut
-        power2 = np.empty((2 * k, m))
+        power2 = self.scratch.get("power2", (2 * k, m))
         power2[:k] = power
-        np.multiply(power_budget_w[:, self.ref_owner], self.ref_share, out=power2[k:])
-        flops2 = np.empty((2 * k, n))
+        np.multiply(power_budget_w.take(self.ref_owner, axis=1), self.ref_share, out=power2[k:])
+        flops2 = self.scratch.get("flops2", (2 * k, n))
         flops2[:k] = client_flops
         flops2[k:] = client_flops
         r_bc2 = None if r_bc is None else np.concatenate([r_bc, r_bc])
