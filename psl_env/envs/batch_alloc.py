@@ -345,16 +345,22 @@ class BottleneckGreedy:
                 nxt[i] = p + 1
                 row_owner[ch] = i
             return owner
-        rows = np.arange(k)
-        taken = np.zeros((k, m))  # 1e300 where taken: gains are >= 0, so taken subchannels never win
+        # flat indices: rows of gains as [K N, M], entries of owner / taken as [K M]
+        first_row = np.arange(k) * n
+        row_start = np.arange(k) * m
+        g2 = gains.reshape(k * n, m)
+        owner = owner.reshape(-1)
+        taken = np.zeros(k * m)  # 1e300 where taken: gains are >= 0, so taken subchannels never win
+        taken2 = taken.reshape(k, m)
         row = np.empty((k, m))
         for p in range(m):
             i = seq[:, p]
-            np.subtract(gains[rows, i], taken, out=row)
-            ch = row.argmax(axis=1)
-            owner[rows, ch] = i
-            taken[rows, ch] = 1e300
-        return owner
+            np.subtract(g2.take(first_row + i, axis=0), taken2, out=row)
+            flat = row.argmax(axis=1)
+            flat += row_start
+            owner[flat] = i
+            taken[flat] = 1e300
+        return owner.reshape(k, m)
 
     def owner(self, gains: np.ndarray, budget_w: np.ndarray, client_flops: np.ndarray, cut: np.ndarray,
               urgency: np.ndarray, r_bc: np.ndarray | None = None) -> np.ndarray:

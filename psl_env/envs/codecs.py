@@ -26,6 +26,7 @@ Decoders only look at what a scheduler may see: the observed gains, budgets and 
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -342,6 +343,10 @@ class BoxCodec(PriorityCodec):
 
     def decode_batch(self, actions: np.ndarray, view: DecisionView) -> Decoded:
         c = self.cut_dims
+        if c == 1 and actions.shape[0] == 1:  # one round: the same arithmetic on a Python float
+            idx = math.floor((float(actions[0, 0]) + 1.0) * (0.5 * self.num_cuts))
+            cut = np.full((1, self.n), min(idx, self.num_cuts - 1) + 1, dtype=np.int64)
+            return self.allocate(cut, actions[:, 1:], view)
         idx = np.floor((actions[:, :c] + 1.0) * (0.5 * self.num_cuts)).astype(np.int64)
         cut = np.minimum(idx, self.num_cuts - 1) + 1
         return self.allocate(self._cuts(cut), actions[:, c:], view)
