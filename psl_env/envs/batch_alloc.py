@@ -209,7 +209,7 @@ def broadcast_rate(gains: np.ndarray, down_snr: float, bw_hz: float, scratch: Sc
     np.multiply(gains, down_snr, out=snr)
     snr += 1.0
     np.log2(snr, out=snr)
-    return snr.sum(axis=2).min(axis=1) * bw_hz
+    return np.minimum.reduce(np.add.reduce(snr, axis=2), axis=1) * bw_hz  # sum over m, min over i
 
 
 def _cumsum1(x: np.ndarray) -> None:

@@ -120,6 +120,11 @@ class ObservationEncoder:
             self.static_features(client_flops, power_budget_w) if static is None else static)
         tail = out[:, s["prev_cut"].start:]
         c = self.cut_dims
+        if k == 1 and c == 1:  # one round: the same values from Python scalars, one store
+            j = int(prev_cut[0, 0]) if has_prev[0] else 0
+            tail[0] = [self._cut_feature[j], min(float(prev_ratio[0]), RATIO_CLIP),
+                       min(int(rounds[0]) / self.rounds, 1.0), sync[0]]
+            return out
         # prev_cut: (j - 1) / (L - 2), or -1 without a previous round
         tail[:, :c] = self._cut_feature[np.where(has_prev[:, None], prev_cut[:, :c], 0)
                                         if not has_prev.all() else prev_cut[:, :c]]

@@ -22,6 +22,9 @@ from ..system.latency import PER_CLIENT, PHASES, Latency, LatencyModel
 from .batch_alloc import Scratch, broadcast_rate
 
 
+# ufunc reductions called directly (the ndarray methods add a Python wrapper per call)
+_MAX, _ANY = np.maximum.reduce, np.logical_or.reduce
+
 # The batched pricer returns the latency model's own result type.
 PricedRounds = Latency
 
@@ -165,7 +168,7 @@ class BatchPricer:
         t_fwd = self.fwd[cut_t] / flops_t
         t_bwd = self.bwd[cut_t] / flops_t
         t_up = self.act[cut_t] / rate_up
-        uplink_phase = (t_fwd + t_up).max(axis=0)
+        uplink_phase = _MAX(t_fwd + t_up, axis=0)
         if self.common_cut:
             server_compute = self.server_common[cut[:, 0]]
         else:  # per-device cuts: phi = 0
@@ -173,22 +176,22 @@ class BatchPricer:
         t_down = self.dn_unicast[cut_t] / rate_down
         if self.needs_broadcast:
             t_down += self.dn_broadcast[cut[:, 0]] / r_bc
-        downlink_phase = (t_down + t_bwd).max(axis=0)
+        downlink_phase = _MAX(t_down + t_bwd, axis=0)
         total = uplink_phase + server_compute + downlink_phase
 
-        if sync.any():
+        if _ANY(sync):
             delta = self.param[cut_t]
             sync_s = np.where(sync, (delta / rate_up).max(axis=0) + (delta / rate_down).max(axis=0), 0.0)
             total += sync_s
         else:
             sync_s = np.zeros(rows)
         migration = np.zeros(rows)
-        if n_policy and self.migration_enabled and has_prev.any():
+        if n_policy and self.migration_enabled and _ANY(has_prev):
             k = n_policy
             c, prev = cut_t[:, :k], prev_cut.T
             moved = np.abs(self.param[c] - self.param[prev])
             moving = has_prev & (moved > 0)
-            if moving.any():
+            if _ANY(moving, axis=None):
                 rate = np.where(c < prev, rate_up[:, :k], rate_down[:, :k])
                 migration[:k] = np.where(moving, moved / rate, 0.0).max(axis=0)
                 total += migration
