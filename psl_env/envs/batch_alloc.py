@@ -215,7 +215,7 @@ def broadcast_rate(gains: np.ndarray, down_snr: float, bw_hz: float, scratch: Sc
 def _cumsum1(x: np.ndarray) -> None:
     """In-place cumulative sum over axis 1 (sequential adds: the same bits for any batch size)."""
     if x[:, 0].size <= 512:
-        np.cumsum(x, axis=1, out=x)
+        np.add.accumulate(x, axis=1, out=x)  # = np.cumsum, without its Python wrapper
     else:  # numpy's cumsum over a leading axis is slow on wide rows: add row by row
         for j in range(1, x.shape[1]):
             x[:, j] += x[:, j - 1]
@@ -255,6 +255,7 @@ class BottleneckGreedy:
         self.compute = model.fwd_batch + model.bwd_batch  # client FLOPs per batch, forward + backward
         self.broadcast_bits = (model.phi * model.grad_batch_bits
                                if model.downlink == "broadcast" and model.phi > 0.0 else None)
+        self.cut_tables = np.stack([self.up_bits, self.dn_bits, self.compute])  # [3, L + 1]
         self.scratch = Scratch()
 
     def times(self, gains: np.ndarray, budget_w: np.ndarray, client_flops: np.ndarray, cut: np.ndarray,
@@ -280,16 +281,17 @@ class BottleneckGreedy:
         up -= self.count_log[:rows]
         np.maximum(up, self.rate_floor[:rows], out=up)
         # time = urgency x (compute + B / R + D / RD (+ broadcast)), R = W x up, RD = W x dn
-        off = self.compute[cut] / client_flops
+        up_bits, dn_bits, compute = self.cut_tables.take(cut, axis=1)  # per-cut figures, [K, N] each
+        off = compute / client_flops
         if self.use_downlink:
             if self.broadcast_bits is not None:  # the broadcast part, at R_bc of the observed gains
                 if r_bc is None:
                     r_bc = broadcast_rate(gains, self.down_snr, self.bw, self.scratch)
-                off = off + (self.broadcast_bits[cut[:, 0]] / r_bc)[:, None]
+                off += (self.broadcast_bits[cut[:, 0]] / r_bc)[:, None]
             dn = both[1]
-            np.divide(self.dn_bits[cut], dn, out=dn)
+            np.divide(dn_bits, dn, out=dn)
         t = self.scratch.get("times", (rows, k, n))
-        np.divide(self.up_bits[cut], up, out=t)
+        np.divide(up_bits, up, out=t)
         if self.use_downlink:
             t += dn
         t += off
@@ -317,14 +319,17 @@ class BottleneckGreedy:
                     now[pick] = table[pick][held[pick] - 1]
             seq[0, n:] = picks
             return seq
-        held = np.ones((k, n), dtype=np.int64)
         flat = times.reshape(-1)
-        slot = np.arange(k)[:, None] * n + np.arange(n)[None, :]
-        rows = np.arange(k)
+        # at[k, i]: the flat index of t_i(held_i) in ``times`` (held_i = 1 first); a pick moves it
+        # one table row (K N entries) on
+        at = np.arange(k * n).reshape(k, n)
+        at_flat = at.reshape(-1)
+        first = np.arange(k) * n
         for p in range(n, m):
-            i = flat.take((held - 1) * (k * n) + slot).argmax(axis=1)
+            i = flat.take(at).argmax(axis=1)
             seq[:, p] = i
-            held[rows, i] += 1
+            i += first
+            at_flat[i] += k * n
         return seq
 
     def deal(self, gains: np.ndarray, seq: np.ndarray) -> np.ndarray:
