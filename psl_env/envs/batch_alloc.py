@@ -21,15 +21,17 @@ class Scratch:
     """Persistent work arrays, reused across calls (large fresh temporaries cost page faults)."""
 
     def __init__(self) -> None:
-        self._arrays: dict[str, np.ndarray] = {}
+        self._arrays: dict[str, tuple[tuple[int, ...], type, np.ndarray]] = {}
         self.fresh = False  # whether the last ``get`` allocated (its content is undefined)
 
     def get(self, name: str, shape: tuple[int, ...], dtype: type = np.float64) -> np.ndarray:
-        arr = self._arrays.get(name)
-        self.fresh = arr is None or arr.shape != shape or arr.dtype != dtype
+        entry = self._arrays.get(name)
+        # the requested shape and dtype are kept as given: comparing them is cheaper than
+        # comparing an array's dtype with a type
+        self.fresh = entry is None or entry[0] != shape or (entry[1] is not dtype and entry[1] != dtype)
         if self.fresh:
-            arr = self._arrays[name] = np.empty(shape, dtype=dtype)
-        return arr
+            entry = self._arrays[name] = (shape, dtype, np.empty(shape, dtype=dtype))
+        return entry[2]
 
 
 def water_fill_owned(owner: np.ndarray, inv_snr: np.ndarray, budget_w: np.ndarray) -> np.ndarray:
