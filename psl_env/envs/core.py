@@ -99,6 +99,11 @@ class PSLCore:
         self.r_bc_seen = (np.zeros(k) if self.delayed else self.r_bc) if self.needs_broadcast else None
 
         self._pool = None  # a worker thread drawing the fading innovations (see ``use_thread``)
+        # With a fixed correlation and no mobility the next fading state does not depend on the
+        # round's latency: with the worker thread, both threads then draw *and* advance the fading
+        # of blocks of envs (with their broadcast rates) while the round is decoded and priced.
+        self._early = not self.trace and not self.doppler and not self.mobility
+        self._early_r_bc = np.zeros(k) if self.needs_broadcast else None
         if k >= 64:
             _keep_temporaries_on_heap(min(24, max(8, k * n * m * 8 * 8 >> 20)) << 20)
         self.trace_t = np.zeros(k, dtype=np.int64)
@@ -210,7 +215,11 @@ class PSLCore:
         """
         idx = range(self.k) if active is None else np.flatnonzero(active).tolist()
         job = None
-        if self._pool is not None and not self.trace:  # the worker draws (the main thread helps later)
+        early = self._pool is not None and self._early
+        if early:  # blocks of envs: drawn and advanced by the worker (the main thread helps later)
+            todo = iter(_blocks(self.k, max(8, min(_EARLY_BLOCK, self.k // 8))))  # shared: next() on it is atomic under the GIL
+            job = self._pool.submit(self._draw_and_fade, todo, active)
+        elif self._pool is not None and not self.trace:  # the worker draws (the main thread helps later)
             todo = iter(idx)  # shared by both threads: next() on it is atomic under the GIL
             job = self._pool.submit(self._draw_innovations, todo)
         elif not self.trace:
@@ -229,9 +238,12 @@ class PSLCore:
         resets = [] if active is None else [(i, self._simulate_reset(i, self.rngs[i]))
                                             for i in np.flatnonzero(~active).tolist()]
         if job is not None:
-            self._draw_innovations(todo)
+            if early:
+                self._draw_and_fade(todo, active)
+            else:
+                self._draw_innovations(todo)
             job.result()
-        self._advance(idx, decoded.cut, total, active)
+        self._advance(idx, decoded.cut, total, active, early)
         for i, record in resets:
             self._write_reset(i, record)
         if active is None:
@@ -239,6 +251,28 @@ class PSLCore:
         else:
             self.prev_ratio = np.where(active, capped, self.prev_ratio)
         return StepOutcome(decoded, priced, ref_total, ratio, reward, rounds)
+
+    def _draw_and_fade(self, blocks, active: np.ndarray | None) -> None:
+        """For each block of envs taken from ``blocks``: draw the innovations of its stepping envs,
+        then advance its fading state into the spare buffer and compute its broadcast rates (rows
+        are independent: the same numbers as the whole-batch ``_fading_step`` and ``_broadcast``;
+        the rows of envs that reset are overwritten afterwards, as there)."""
+        noise, rngs, h, sq, out = self._noise, self.rngs, self.h, self._sq, self._spare
+        corr, scale = self._corr, self._innov_scale
+        for a, b in blocks:
+            for i in range(a, b):
+                if active is None or active[i]:
+                    rngs[i].standard_normal(out=noise[i])
+            e, hb, q, g = noise[a:b], h[a:b], sq[a:b], out[a:b]
+            e *= _SQRT_HALF
+            e *= scale
+            hb *= corr
+            hb += e
+            np.multiply(hb, hb, out=q)
+            np.add(q[:, 0], q[:, 1], out=g)
+            g *= self.large[a:b, :, None]
+            if self.needs_broadcast:
+                self._early_r_bc[a:b] = self._broadcast(g)
 
     def _draw_innovations(self, idx) -> None:
         """Per env, the CN(0, 1) innovation of its next fading step (``complex_normal``'s draws)."""
@@ -254,15 +288,20 @@ class PSLCore:
             self._draw_innovations(idx)
         self._advance(idx, cut, latency_s, active)
 
-    def _advance(self, idx, cut: np.ndarray, latency_s: np.ndarray, active: np.ndarray | None) -> None:
-        """Compute the next round's gains into the spare buffer, rotate it in (with its broadcast
-        rate) and update the per-round bookkeeping."""
+    def _advance(self, idx, cut: np.ndarray, latency_s: np.ndarray, active: np.ndarray | None,
+                 early: bool = False) -> None:
+        """Compute the next round's gains into the spare buffer (``early``: already there, with
+        their broadcast rates), rotate it in (with its broadcast rate) and update the per-round
+        bookkeeping."""
         nxt = self._spare
-        if self.trace:
-            self._trace_step(active, nxt)
+        if early:
+            r_bc = self._early_r_bc.copy() if self.needs_broadcast else None
         else:
-            self._fading_step(idx, latency_s, active, nxt)
-        r_bc = self._broadcast(nxt, self.pricer.scratch) if self.needs_broadcast else None
+            if self.trace:
+                self._trace_step(active, nxt)
+            else:
+                self._fading_step(idx, latency_s, active, nxt)
+            r_bc = self._broadcast(nxt, self.pricer.scratch) if self.needs_broadcast else None
         old = self.gains
         self.gains = nxt
         if self.delayed:  # the decision sees last round's true gains
@@ -368,6 +407,13 @@ class PSLCore:
         return RoundState(int(self.round[i]), int(self.episode[i]), self.client_flops[i].copy(),
                           self.power_budget_w[i].copy(), self.memory_bytes[i].copy(), gains, obs, prev,
                           float(self.prev_latency[i]), bool(self.sync[i]), distance)
+
+
+_EARLY_BLOCK = 128  # envs per block of the threaded draw-and-fade (at most; K / 8 for smaller K)
+
+
+def _blocks(k: int, size: int) -> list[tuple[int, int]]:
+    return [(a, min(a + size, k)) for a in range(0, k, size)]
 
 
 def _keep_temporaries_on_heap(nbytes: int) -> None:
