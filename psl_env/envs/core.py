@@ -104,6 +104,7 @@ class PSLCore:
         # of blocks of envs (with their broadcast rates) while the round is decoded and priced.
         self._early = not self.trace and not self.doppler and not self.mobility
         self._early_r_bc = np.zeros(k) if self.needs_broadcast else None
+        self._early_obs = None  # the next observations with their gain features (early path)
         if k >= 64:
             _keep_temporaries_on_heap(min(24, max(8, k * n * m * 8 * 8 >> 20)) << 20)
         self.trace_t = np.zeros(k, dtype=np.int64)
@@ -135,6 +136,7 @@ class PSLCore:
 
     def _write_reset(self, i: int, record: tuple) -> None:
         state, devices, channel = record
+        self._early_obs = None  # its gain features are stale for env i
         self.episode[i] += 1
         self.base_flops[i] = devices.client_flops
         self.base_budget[i] = devices.power_budget_w
@@ -217,6 +219,7 @@ class PSLCore:
         job = None
         early = self._pool is not None and self._early
         if early:  # blocks of envs: drawn and advanced by the worker (the main thread helps later)
+            self._early_obs = np.empty((self.k, self.encoder.size), dtype=np.float32)
             todo = iter(_blocks(self.k, max(8, min(_EARLY_BLOCK, self.k // 8))))  # shared: next() on it is atomic under the GIL
             job = self._pool.submit(self._draw_and_fade, todo, active)
         elif self._pool is not None and not self.trace:  # the worker draws (the main thread helps later)
@@ -257,6 +260,10 @@ class PSLCore:
         then advance its fading state into the spare buffer and compute its broadcast rates (rows
         are independent: the same numbers as the whole-batch ``_fading_step`` and ``_broadcast``;
         the rows of envs that reset are overwritten afterwards, as there)."""
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):  # as the environments do
+            self._draw_and_fade_blocks(blocks, active)
+
+    def _draw_and_fade_blocks(self, blocks, active: np.ndarray | None) -> None:
         noise, rngs, h, sq, out = self._noise, self.rngs, self.h, self._sq, self._spare
         corr, scale = self._corr, self._innov_scale
         for a, b in blocks:
@@ -273,6 +280,8 @@ class PSLCore:
             g *= self.large[a:b, :, None]
             if self.needs_broadcast:
                 self._early_r_bc[a:b] = self._broadcast(g)
+            # the next round observes these gains, or under delayed CSI this round's (read only)
+            self.encoder.gain_features(self.gains[a:b] if self.delayed else g, self._early_obs[a:b])
 
     def _draw_innovations(self, idx) -> None:
         """Per env, the CN(0, 1) innovation of its next fading step (``complex_normal``'s draws)."""
@@ -284,6 +293,7 @@ class PSLCore:
         """Next round of every env (or of ``active`` ones) after rounds that used ``cut`` [K, N] and
         lasted ``latency_s`` [K] (mirrors ``NetworkSimulator.advance``)."""
         idx = range(self.k) if active is None else np.flatnonzero(active).tolist()
+        self._early_obs = None
         if not self.trace:
             self._draw_innovations(idx)
         self._advance(idx, cut, latency_s, active)
@@ -392,8 +402,9 @@ class PSLCore:
     # -- observation and states ------------------------------------------------------------------------
     def observe(self) -> np.ndarray:
         """[K, D] float32 observations of the current rounds."""
+        out, self._early_obs = self._early_obs, None  # gain features prepared during the step, if any
         return self.encoder.encode(self.observed_gains, self.client_flops, self.power_budget_w, self.prev_cut,
-                                   self.has_prev, self.prev_ratio, self.round, self.sync, self._static)
+                                   self.has_prev, self.prev_ratio, self.round, self.sync, self._static, out)
 
     def state(self, i: int, observed: bool = True) -> RoundState:
         """The ``RoundState`` of env i (copies): with ``observed`` the gains are the observed ones only."""

@@ -97,25 +97,32 @@ class ObservationEncoder:
         np.clip(budget, 0.0, BUDGET_CLIP, out=budget)
         return out
 
-    def encode(self, gains: np.ndarray, client_flops: np.ndarray, power_budget_w: np.ndarray,
-               prev_cut: np.ndarray, has_prev: np.ndarray, prev_ratio: np.ndarray, rounds: np.ndarray,
-               sync: np.ndarray, static: np.ndarray | None = None) -> np.ndarray:
-        """[K, size] float32 observations.
-
-        Args:
-            gains: [K, N, M] observed gains; client_flops, power_budget_w, prev_cut: [K, N];
-            has_prev, prev_ratio, rounds, sync: [K]; static: ``static_features`` if precomputed.
-        """
+    def gain_features(self, gains: np.ndarray, out: np.ndarray) -> None:
+        """Write the ``gain_db`` features of gains [K, N, M] into out [K, size] (rows independent)."""
         k = gains.shape[0]
-        s = self.slices
-        out = np.empty((k, self.size), dtype=np.float32)
-        g = out[:, s["gain_db"]]
+        g = out[:, self.slices["gain_db"]]
         np.copyto(g, gains.reshape(k, -1), casting="same_kind")  # float32 from here on
         np.log10(g, out=g)  # zero gains give -inf, clipped below
         g *= self._a
         g += self._b
         np.maximum(g, -GAIN_CLIP, out=g)
         np.minimum(g, GAIN_CLIP, out=g)
+
+    def encode(self, gains: np.ndarray, client_flops: np.ndarray, power_budget_w: np.ndarray,
+               prev_cut: np.ndarray, has_prev: np.ndarray, prev_ratio: np.ndarray, rounds: np.ndarray,
+               sync: np.ndarray, static: np.ndarray | None = None, out: np.ndarray | None = None) -> np.ndarray:
+        """[K, size] float32 observations.
+
+        Args:
+            gains: [K, N, M] observed gains; client_flops, power_budget_w, prev_cut: [K, N];
+            has_prev, prev_ratio, rounds, sync: [K]; static: ``static_features`` if precomputed;
+            out: an array whose ``gain_db`` features ``gain_features`` already wrote (filled in).
+        """
+        k = gains.shape[0]
+        s = self.slices
+        if out is None:
+            out = np.empty((k, self.size), dtype=np.float32)
+            self.gain_features(gains, out)
         out[:, s["compute"].start: s["power_budget"].stop] = (
             self.static_features(client_flops, power_budget_w) if static is None else static)
         tail = out[:, s["prev_cut"].start:]
