@@ -152,7 +152,7 @@ def csv_table(rows: Sequence[dict], columns: Sequence[Column]) -> str:
 
 
 def _ci(v: list) -> str:
-    return f"[{v[0]:.4g}, {v[1]:.4g}]"
+    return f"[{v[0]:#.4g}, {v[1]:#.4g}]"
 
 
 def _pct(v: float) -> str:
@@ -163,15 +163,15 @@ def results_columns(with_gap: bool) -> list[Column]:
     """The columns of a benchmark results table (``with_gap``: the oracle ran)."""
     cols = [
         Column("method", "method"),
-        Column("mean_latency_s", "mean s", "{:.4g}"),
-        Column("iqm_latency_s", "IQM s", "{:.4g}"),
+        Column("mean_latency_s", "mean s", "{:#.4g}"),
+        Column("iqm_latency_s", "IQM s", "{:#.4g}"),
         Column("ci95_latency_s", "95% CI s", _ci),
-        Column("median_latency_s", "median s", "{:.4g}"),
-        Column("p95_latency_s", "p95 s", "{:.4g}"),
+        Column("median_latency_s", "median s", "{:#.4g}"),
+        Column("p95_latency_s", "p95 s", "{:#.4g}"),
         Column("decision_ms_mean", "decision ms", "{:.3g}"),
         Column("mean_cut", "mean cut", "{:.2f}"),
     ]
-    cols += [Column(f"phases_mean_s.{p}", f"{p} s", "{:.4g}") for p in PHASE_KEYS]
+    cols += [Column(f"phases_mean_s.{p}", f"{p} s", "{:#.4g}") for p in PHASE_KEYS]
     if with_gap:
         cols += [Column("gap_to_oracle.mean", "gap mean", _pct), Column("gap_to_oracle.median", "gap median", _pct),
                  Column("gap_to_oracle.p95", "gap p95", _pct),
