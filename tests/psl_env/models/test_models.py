@@ -19,16 +19,6 @@ CASES = [
 ]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Small CPU ops gain nothing from intra-op threads, and under ``pytest -n 2`` two workers each
-    spinning 2 threads on 2 cores run ~10x slower; restored afterwards."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def models() -> dict:
     torch.manual_seed(0)

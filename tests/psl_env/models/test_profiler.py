@@ -43,16 +43,6 @@ def matmul_flops_torch(model: nn.Module, shape: tuple[int, ...]) -> int:
     return counter.get_total_flops()
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Small CPU ops gain nothing from intra-op threads, and under ``pytest -n 2`` two workers each
-    spinning 2 threads on 2 cores run ~10x slower; restored afterwards."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def fresh() -> dict[str, tuple[nn.Module, ModelProfile]]:
     """Each shipped configuration, built and profiled once for the whole module."""
