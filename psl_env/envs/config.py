@@ -26,7 +26,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "action": {},
     # reward: "relative" = -T / T_ref, "log-relative" = -log(T / T_ref); T_ref = the fixed reference
     "reward": "relative",
-    # T / T_ref is capped here so that rewards stay finite (e.g. a zero-gain trace entry)
+    # T / T_ref is capped here so that rewards stay finite and bounded (e.g. in a very deep fade)
     "max_latency_ratio": 100.0,
     # write one round-trace record (docs/round-trace.md) per step to this JSONL file
     "trace_path": None,

@@ -33,7 +33,11 @@ def gauss_markov_step(h: np.ndarray, corr: np.ndarray | float, innovation: np.nd
 
 
 def doppler_correlation(speed_mps: np.ndarray, carrier_hz: float, interval_s: float) -> np.ndarray:
-    """Jakes correlation a = J0(2 pi f_D tau), f_D = v f_c / c, for a round of ``interval_s``."""
+    """Jakes correlation a = J0(2 pi f_D tau), f_D = v f_c / c, for a round of ``interval_s``.
+
+    Negative lobes of J0 are clipped to 0 (our choice): a long round is treated as fully
+    decorrelated rather than anti-correlated; the gains only see |h|^2 either way.
+    """
     from scipy.special import j0
 
     doppler_hz = np.asarray(speed_mps) * carrier_hz / SPEED_OF_LIGHT_MPS
@@ -134,14 +138,28 @@ def load_gain_trace(path: str | Path) -> dict[str, np.ndarray]:
 
 
 class TraceChannel:
-    """Gains (and optionally device rates) replayed from a file, round t -> entry (offset + t) mod T."""
+    """Gains (and optionally device rates) replayed from a file: round t of every episode uses entry
+    t mod T (episodes all start at entry 0, whatever their seed)."""
 
     def __init__(self, scenario: Scenario) -> None:
         self.trace = load_gain_trace(scenario.channel.trace_file)
         gains = self.trace["gains"]
-        if gains.ndim != 3 or gains.shape[1:] != (scenario.num_clients, scenario.num_subchannels):
+        n, m = scenario.num_clients, scenario.num_subchannels
+        if gains.ndim != 3 or gains.shape[1:] != (n, m) or gains.shape[0] == 0:
             raise ValueError(f"channel.trace_file: gains have shape {gains.shape}; expected "
-                             f"[T, {scenario.num_clients}, {scenario.num_subchannels}] for this scenario")
+                             f"[T, {n}, {m}] for this scenario")
+        # Fail before any round runs (and before any output is written) rather than price NaN rounds.
+        if not np.all(np.isfinite(gains)) or np.any(gains <= 0):
+            raise ValueError("channel.trace_file: gains must be finite and > 0 (linear power gains)")
+        for key in ("client_flops", "client_power_budget_w"):
+            arr = self.trace.get(key)
+            if arr is None:
+                continue
+            if arr.shape != (gains.shape[0], n):
+                raise ValueError(f"channel.trace_file: {key} has shape {arr.shape}; expected "
+                                 f"[{gains.shape[0]}, {n}] (one row per gains entry)")
+            if not np.all(np.isfinite(arr)) or np.any(arr <= 0):
+                raise ValueError(f"channel.trace_file: {key} must be finite and > 0")
         self.length = gains.shape[0]
         self.t = 0
 

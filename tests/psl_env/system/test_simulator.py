@@ -121,3 +121,14 @@ def test_trace_channel_rejects_wrong_shape(tmp_path):
     np.savez(tmp_path / "g.npz", gains=np.ones((2, 5, 6)))
     with pytest.raises(ValueError, match=r"expected \[T, 3, 6\]"):
         NetworkSimulator(load_scenario("small-exact", ["channel.kind=trace", f"channel.trace_file={tmp_path / 'g.npz'}"]))
+
+
+@pytest.mark.parametrize("arrays, fragment", [
+    ({"gains": -np.ones((4, 3, 6))}, "gains must be finite and > 0"),
+    ({"gains": np.ones((4, 3, 6)), "client_flops": np.ones((2, 3))}, r"client_flops has shape \(2, 3\); expected \[4, 3\]"),
+    ({"gains": np.ones((4, 3, 6)), "client_flops": np.zeros((4, 3))}, "client_flops must be finite and > 0"),
+])
+def test_trace_channel_validates_values(tmp_path, arrays, fragment):
+    np.savez(tmp_path / "g.npz", **arrays)
+    with pytest.raises(ValueError, match=fragment):
+        NetworkSimulator(load_scenario("small-exact", ["channel.kind=trace", f"channel.trace_file={tmp_path / 'g.npz'}"]))
