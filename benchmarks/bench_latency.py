@@ -6,24 +6,12 @@ Targets: <= 30 us per single evaluation, <= 30 ms for 10,000 batched.
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 
 from psl_env.system.allocation import fixed_allocation
 from psl_env.system.scenario import load_scenario
 from psl_env.system.simulator import NetworkSimulator
-
-
-def best_of(fn, repeats: int, number: int) -> float:
-    """Best mean seconds per call over ``repeats`` runs of ``number`` calls."""
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        for _ in range(number):
-            fn()
-        best = min(best, (time.perf_counter() - t0) / number)
-    return best
+from timing import best_seconds
 
 
 def main() -> None:
@@ -32,7 +20,7 @@ def main() -> None:
     model = sim.latency_model
     state = sim.reset(0)
     alloc = fixed_allocation(sim.profile.num_blocks, state.power_budget_w, scenario.num_subchannels)
-    single = best_of(lambda: model.evaluate(state, alloc), repeats=5, number=2000)
+    single = best_seconds(lambda: model.evaluate(state, alloc), repeats=5, number=2000)
 
     batch = 10_000
     rng = np.random.default_rng(0)
@@ -42,7 +30,7 @@ def main() -> None:
     cut = np.repeat(rng.integers(1, sim.profile.num_blocks, (batch, 1)), n, axis=1)
     owner = np.stack([rng.permutation(np.arange(m) % n) for _ in range(batch)])
     power = rng.uniform(0.0, 0.2 / 2, (batch, m))
-    batched = best_of(lambda: model.latency_arrays(gains, flops, cut, owner, power, cut, False),
+    batched = best_seconds(lambda: model.latency_arrays(gains, flops, cut, owner, power, cut, False),
                       repeats=5, number=3)
 
     print(f"latency model, N={n} M={m} ResNet-18 ({scenario.scheme}, phi={scenario.phi}, {scenario.downlink} downlink)")

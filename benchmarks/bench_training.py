@@ -15,7 +15,6 @@ Usage: python benchmarks/bench_training.py [--timing-rounds 300]
 from __future__ import annotations
 
 import argparse
-import time
 
 import numpy as np
 import torch
@@ -24,6 +23,7 @@ from torch.nn import functional as F
 from psl_env.models import build_model
 from psl_env.system.scenario import load_scenario
 from psl_env.training.engine import ClientSampler, SplitTrainingEngine, random_shift
+from timing import best_seconds
 
 BASE = "digits-train"  # small-cnn, N=5, b=32, SGD lr 0.05, momentum 0.9, weight decay 5e-4, shift 1
 CUT = 2
@@ -31,16 +31,7 @@ CUT = 2
 
 def best_ms(step, rounds: int, blocks: int = 5) -> float:
     """Milliseconds per call of ``step``: the best of ``blocks`` timed blocks (other processes add noise)."""
-    for _ in range(30):
-        step()
-    per_block = max(1, rounds // blocks)
-    best = float("inf")
-    for _ in range(blocks):
-        t0 = time.perf_counter()
-        for _ in range(per_block):
-            step()
-        best = min(best, (time.perf_counter() - t0) / per_block)
-    return best * 1e3
+    return best_seconds(step, repeats=blocks, number=max(1, rounds // blocks), warmup=30) * 1e3
 
 
 def ms_per_round(overrides: dict, rounds: int, cut=CUT) -> float:
