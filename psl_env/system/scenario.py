@@ -177,9 +177,10 @@ class Scenario:
 # ---------------------------------------------------------------------------------------------------
 # loading and validation
 
-def _nested_types() -> dict[type, dict[str, type]]:
-    return {Scenario: {"devices": DevicesConfig, "server": ServerConfig, "channel": ChannelConfig,
-                       "training": TrainingConfig}}
+# Sections of a scenario that are dataclasses of their own.
+_NESTED: dict[type, dict[str, type]] = {
+    Scenario: {"devices": DevicesConfig, "server": ServerConfig, "channel": ChannelConfig, "training": TrainingConfig},
+}
 
 
 def parse_overrides(items: Iterable[str] | dict | None) -> dict[str, Any]:
@@ -296,7 +297,7 @@ def _check_field(key: str, value: Any, kind: Any, meta: dict) -> Any:
 
 
 def _build(cls: type, cfg: dict, prefix: str = "") -> Any:
-    nested = _nested_types().get(cls, {})
+    nested = _NESTED.get(cls, {})
     kwargs = {}
     hints = {f.name: f for f in dataclasses.fields(cls)}
     for name, fld in hints.items():
@@ -400,7 +401,7 @@ def scenario_reference_markdown() -> str:
     rows = ["| key | default | allowed | source | meaning |", "|---|---|---|---|---|"]
 
     def walk(cls: type, prefix: str) -> None:
-        nested = _nested_types().get(cls, {})
+        nested = _NESTED.get(cls, {})
         inst = cls()
         for fld in dataclasses.fields(cls):
             key = prefix + fld.name
