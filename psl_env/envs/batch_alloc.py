@@ -260,15 +260,14 @@ class BottleneckGreedy:
         self.cut_tables = np.stack([self.up_bits, self.dn_bits, self.compute])  # [3, L + 1]
         self.scratch = Scratch()
 
-    def times(self, gains: np.ndarray, budget_w: np.ndarray, client_flops: np.ndarray, cut: np.ndarray,
-              urgency: np.ndarray, r_bc: np.ndarray | None = None) -> np.ndarray:
-        """[C, K, N] t_i(c) for c = 1..C (index c - 1), C = M - N + 1 (the most a client can hold);
-        client-major for fast cumulative sums. ``r_bc``: the broadcast rate of the observed gains
-        (computed when needed and not given)."""
+    def rate_sums(self, gains: np.ndarray, budget_w: np.ndarray) -> np.ndarray:
+        """[P, C, K, N] sum over each client's c best subchannels of log2(1 + SNR), c = 1..C
+        (index c - 1), C = M - N + 1 (the most a client can hold): P = 0 the uplink at the
+        client's budget per subchannel, P = 1 (with a downlink) the downlink at the server's power.
+        Client-major for fast cumulative sums; a work array, overwritten by the next call."""
         k, n, m = gains.shape
         rows = m - n + 1
-        # the uplink (row 0) and downlink (row 1) rate sums of each client's j best gains, j <= C,
-        # in one array: the j-th best gain times the unit SNR factor, log2(1 + x), cumulated over j
+        # the j-th best gain times the unit SNR factor, log2(1 + x), cumulated over j
         parts = 2 if self.use_downlink else 1
         scale = self.scratch.get("scale", (parts, 1, k, n))
         if parts == 2 and self.scratch.fresh:
@@ -279,6 +278,15 @@ class BottleneckGreedy:
         both += 1.0
         np.log2(both, out=both)
         _cumsum1(both)
+        return both
+
+    def times(self, gains: np.ndarray, budget_w: np.ndarray, client_flops: np.ndarray, cut: np.ndarray,
+              urgency: np.ndarray, r_bc: np.ndarray | None = None) -> np.ndarray:
+        """[C, K, N] t_i(c) for c = 1..C (index c - 1; see ``rate_sums``). ``r_bc``: the broadcast
+        rate of the observed gains (computed when needed and not given)."""
+        k, n, m = gains.shape
+        rows = m - n + 1
+        both = self.rate_sums(gains, budget_w)
         up = both[0]
         up -= self.count_log[:rows]
         np.maximum(up, self.rate_floor[:rows], out=up)

@@ -273,8 +273,9 @@ class PriorityCodec(Codec):
     needed: every client holds at least one subchannel.
     """
 
-    OPTIONS = {"priority_range": 2.0, "assignment": "greedy"}
+    OPTIONS = {"priority_range": 2.0, "assignment": "greedy", "backend": "auto"}
     ASSIGNMENTS = ("greedy", "proportional-fair")
+    BACKENDS = ("auto", "numba", "numpy")
 
     def __init__(self, model: LatencyModel, **options: Any) -> None:
         super().__init__(model, **options)
@@ -284,13 +285,23 @@ class PriorityCodec(Codec):
         self.assignment = self.options["assignment"]
         if self.assignment not in self.ASSIGNMENTS:
             raise ValueError(f"action.assignment: {self.assignment!r} is not allowed; allowed: {list(self.ASSIGNMENTS)}")
+        self.backend = self.options["backend"]
+        if self.backend not in self.BACKENDS:
+            raise ValueError(f"action.backend: {self.backend!r} is not allowed; allowed: {list(self.BACKENDS)}")
         self.greedy = BottleneckGreedy(model)
+        # the compiled greedy decode (numba), used for the greedy assignment when available
+        self.compiled = _compiled_greedy(self.greedy, self.backend) if self.assignment == "greedy" else None
         self.candidates = anchor_candidates(self.n, self.m)
         self.scratch = Scratch()
 
     def allocate(self, cut: np.ndarray, priority: np.ndarray, view: DecisionView) -> Decoded:
         """[K, N] cuts and [K, N] priorities in [-1, 1] -> allocations."""
         urgency = np.exp(self.priority_range * priority)
+        k = cut.shape[0]
+        if self.compiled is not None:
+            owner, power = self.compiled.decode(view.gains, view.power_budget_w, view.client_flops, cut, urgency,
+                                                view.broadcast_rate)
+            return Decoded(cut, owner, power, self._zeros(k), self._zeros(k), True)
         if self.assignment == "greedy":
             owner = self.greedy.owner(view.gains, view.power_budget_w, view.client_flops, cut, urgency,
                                       view.broadcast_rate)
@@ -300,7 +311,6 @@ class PriorityCodec(Codec):
             owner = priority_owner(view.gains, need * urgency, self.candidates, mean_gain, self.scratch)
         inv_snr = self.model.noise_w / gather_owned(view.gains, owner, all_used=True)
         power = water_fill_owned(owner, inv_snr, view.power_budget_w)
-        k = cut.shape[0]
         return Decoded(cut, owner, power, self._zeros(k), self._zeros(k), True)
 
     def _priority_of(self, alloc: Allocation, state: RoundState) -> np.ndarray:
@@ -314,6 +324,20 @@ class PriorityCodec(Codec):
         base = np.bincount(neutral, minlength=self.n)
         ratio = np.maximum(counts, 0.5) / np.maximum(base, 0.5)
         return np.clip(np.log(ratio) / self.priority_range, -1.0, 1.0)
+
+
+def _compiled_greedy(greedy: BottleneckGreedy, backend: str):
+    """The numba greedy decode for ``backend`` ("auto": when numba imports), or None for numpy."""
+    if backend == "numpy":
+        return None
+    try:
+        from .greedy_kernel import CompiledGreedy  # noqa: PLC0415 - numba is optional and slow to import
+    except ImportError:
+        if backend == "numba":
+            raise ValueError("action.backend: 'numba' needs the numba package (pip install 'psl-gym[fast]'); "
+                             "allowed without it: ['auto', 'numpy']") from None
+        return None
+    return CompiledGreedy(greedy)
 
 
 class BoxCodec(PriorityCodec):
