@@ -37,6 +37,7 @@ from gymnasium import spaces
 from ..system.allocation import repair_owner
 from ..system.latency import LatencyModel
 from ..system.state import Allocation, RoundState
+from .backend import load_kernels
 from .batch_alloc import (BottleneckGreedy, Scratch, anchor_candidates, gather_owned, priority_owner,
                           uplink_need, water_fill_owned)
 
@@ -175,7 +176,8 @@ class Codec(ABC):
     OPTIONS: dict[str, Any] = {}
     has_action_masks = False  # discrete codecs offer MaskablePPO masks
 
-    def __init__(self, model: LatencyModel, **options: Any) -> None:
+    def __init__(self, model: LatencyModel, backend: str = "auto", **options: Any) -> None:
+        self.backend = backend  # see ``backend.load_kernels``
         unknown = sorted(set(options) - set(self.OPTIONS))
         if unknown:
             raise ValueError(f"action options {unknown} are unknown for action_type={self.name!r}; "
@@ -273,9 +275,8 @@ class PriorityCodec(Codec):
     needed: every client holds at least one subchannel.
     """
 
-    OPTIONS = {"priority_range": 2.0, "assignment": "greedy", "backend": "auto"}
+    OPTIONS = {"priority_range": 2.0, "assignment": "greedy"}
     ASSIGNMENTS = ("greedy", "proportional-fair")
-    BACKENDS = ("auto", "numba", "numpy")
 
     def __init__(self, model: LatencyModel, **options: Any) -> None:
         super().__init__(model, **options)
@@ -285,12 +286,10 @@ class PriorityCodec(Codec):
         self.assignment = self.options["assignment"]
         if self.assignment not in self.ASSIGNMENTS:
             raise ValueError(f"action.assignment: {self.assignment!r} is not allowed; allowed: {list(self.ASSIGNMENTS)}")
-        self.backend = self.options["backend"]
-        if self.backend not in self.BACKENDS:
-            raise ValueError(f"action.backend: {self.backend!r} is not allowed; allowed: {list(self.BACKENDS)}")
         self.greedy = BottleneckGreedy(model)
         # the compiled greedy decode (numba), used for the greedy assignment when available
-        self.compiled = _compiled_greedy(self.greedy, self.backend) if self.assignment == "greedy" else None
+        kernels = load_kernels(self.backend) if self.assignment == "greedy" else None
+        self.compiled = None if kernels is None else kernels.CompiledGreedy(self.greedy)
         self.candidates = anchor_candidates(self.n, self.m)
         self.scratch = Scratch()
 
@@ -324,20 +323,6 @@ class PriorityCodec(Codec):
         base = np.bincount(neutral, minlength=self.n)
         ratio = np.maximum(counts, 0.5) / np.maximum(base, 0.5)
         return np.clip(np.log(ratio) / self.priority_range, -1.0, 1.0)
-
-
-def _compiled_greedy(greedy: BottleneckGreedy, backend: str):
-    """The numba greedy decode for ``backend`` ("auto": when numba imports), or None for numpy."""
-    if backend == "numpy":
-        return None
-    try:
-        from .greedy_kernel import CompiledGreedy  # noqa: PLC0415 - numba is optional and slow to import
-    except ImportError:
-        if backend == "numba":
-            raise ValueError("action.backend: 'numba' needs the numba package (pip install 'psl-gym[fast]'); "
-                             "allowed without it: ['auto', 'numpy']") from None
-        return None
-    return CompiledGreedy(greedy)
 
 
 class BoxCodec(PriorityCodec):
@@ -588,11 +573,15 @@ class DictCodec(Codec):
 CODECS: dict[str, type[Codec]] = {c.name: c for c in (DictCodec, BoxCodec, MultiDiscreteCodec, AssistedCodec)}
 
 
-def make_codec(action_type: str, model: LatencyModel, options: dict | None = None) -> Codec:
-    """The codec named ``action_type`` (``dict``, ``box``, ``multidiscrete``, ``assisted``)."""
+def make_codec(action_type: str, model: LatencyModel, options: dict | None = None, backend: str = "auto") -> Codec:
+    """The codec named ``action_type`` (``dict``, ``box``, ``multidiscrete``, ``assisted``);
+    ``backend`` as in ``backend.load_kernels``."""
     if action_type not in CODECS:
         raise ValueError(f"action_type: {action_type!r} is not allowed; allowed: {sorted(CODECS)}")
-    return CODECS[action_type](model, **(options or {}))
+    options = dict(options or {})
+    if "backend" in options:
+        raise ValueError("action.backend is not a codec option; set the environment's backend=... instead")
+    return CODECS[action_type](model, backend=backend, **options)
 
 
 __all__ = ["CODECS", "AssistedCodec", "BoxCodec", "Codec", "DecisionView", "Decoded", "DictCodec",

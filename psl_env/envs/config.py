@@ -11,6 +11,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from .backend import BACKENDS
+
 ACTION_TYPES = ("dict", "box", "multidiscrete", "assisted")
 REWARDS = ("relative", "log-relative")
 
@@ -24,6 +26,9 @@ DEFAULT_CONFIG: dict[str, Any] = {
     # codec options: box/multidiscrete {"priority_range": 2.0}, multidiscrete {"levels": 5},
     # assisted {"refine": True}
     "action": {},
+    # compiled hot paths: "auto" (numba when installed), "numba" (required) or "numpy" (never);
+    # the same results either way
+    "backend": "auto",
     # reward: "relative" = -T / T_ref, "log-relative" = -log(T / T_ref); T_ref = the fixed reference
     "reward": "relative",
     # T / T_ref is capped here so that rewards stay finite and bounded (e.g. in a very deep fade)
@@ -57,6 +62,8 @@ def build_config(config: dict | None = None, **kwargs: Any) -> dict[str, Any]:
         cfg["scenario"] = DEFAULT_CONFIG["scenario"]
     if cfg["action_type"] not in ACTION_TYPES:
         raise EnvConfigError(f"action_type: {cfg['action_type']!r} is not allowed; allowed: {list(ACTION_TYPES)}")
+    if cfg["backend"] not in BACKENDS:
+        raise EnvConfigError(f"backend: {cfg['backend']!r} is not allowed; allowed: {list(BACKENDS)}")
     if cfg["reward"] not in REWARDS:
         raise EnvConfigError(f"reward: {cfg['reward']!r} is not allowed; allowed: {list(REWARDS)}")
     if not isinstance(cfg["action"], dict):

@@ -20,6 +20,7 @@ from ..system.scenario import Scenario
 from ..system.simulator import INITIAL_INTERVAL_S, NetworkSimulator
 from ..system.state import RoundState
 from .batch_alloc import Scratch, broadcast_rate
+from .backend import load_kernels
 from .codecs import Codec, DecisionView, Decoded, make_codec
 from .observation import ObservationEncoder
 from .pricing import BatchPricer, PricedRounds
@@ -49,15 +50,18 @@ class PSLCore:
         action_options: the codec's options.
         reward: ``"relative"`` or ``"log-relative"``.
         max_latency_ratio: cap of T / T_ref in the reward and observation.
+        backend: compiled kernels or numpy (``backend.load_kernels``).
     """
 
     def __init__(self, scenario: Scenario, num_envs: int, action_type: str = "box",
                  action_options: dict | None = None, reward: str = "relative",
-                 max_latency_ratio: float = 100.0) -> None:
+                 max_latency_ratio: float = 100.0, backend: str = "auto") -> None:
         self.scenario = scenario
         self.simulator = NetworkSimulator(scenario)
         self.model = self.simulator.latency_model
-        self.codec: Codec = make_codec(action_type, self.model, action_options)
+        self.codec: Codec = make_codec(action_type, self.model, action_options, backend)
+        self.backend = backend
+        self.kernels = load_kernels(backend)
         self.encoder = ObservationEncoder(scenario, self.model)
         self.pricer = BatchPricer(self.model, num_envs)
         self.k = k = int(num_envs)
@@ -77,6 +81,8 @@ class PSLCore:
             self._corr = corr
             self._innov_scale = np.sqrt(np.maximum(1.0 - corr * corr, 0.0))
         self.rngs: list[np.random.Generator | None] = [None] * k
+        self._generator_list = None  # the same generators for the draw kernel (built on first use)
+        self._all_active = np.ones(k, dtype=bool)
         self.client_flops = np.zeros((k, n))
         self.power_budget_w = np.zeros((k, n))
         self.memory_bytes = np.zeros((k, n))
@@ -124,7 +130,10 @@ class PSLCore:
 
     def _simulate_reset(self, i: int, rng: np.random.Generator) -> tuple:
         """Draw env i's new episode with the simulator (touches no batch array)."""
-        self.rngs[i] = rng
+        if self.rngs[i] is not rng:
+            self.rngs[i] = rng
+            if self._generator_list is not None:
+                self._generator_list[i] = rng
         sim = self.simulator
         sim.rng = rng
         state = sim.reset()
@@ -199,12 +208,15 @@ class PSLCore:
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
         state["_pool"] = None  # threads do not pickle; recreated on load
+        state["kernels"] = None  # a module: loaded again
+        state["_generator_list"] = None  # rebuilt from ``rngs`` on first use
         state["_threaded"] = self._pool is not None
         return state
 
     def __setstate__(self, state: dict) -> None:
         threaded = state.pop("_threaded", False)
         self.__dict__.update(state)
+        self.kernels = load_kernels(self.backend)
         self.use_thread(threaded)
 
     def play(self, actions: Any, active: np.ndarray | None = None) -> StepOutcome:
@@ -216,6 +228,7 @@ class PSLCore:
         Floating-point warnings are the caller's business (the environments silence them).
         """
         idx = range(self.k) if active is None else np.flatnonzero(active).tolist()
+        self._prepare_draws()
         job = None
         early = self._pool is not None and self._early
         if early:  # blocks of envs: drawn and advanced by the worker (the main thread helps later)
@@ -223,10 +236,10 @@ class PSLCore:
             todo = iter(_blocks(self.k, max(8, min(_EARLY_BLOCK, self.k // 8))))  # shared: next() on it is atomic under the GIL
             job = self._pool.submit(self._draw_and_fade, todo, active)
         elif self._pool is not None and not self.trace:  # the worker draws (the main thread helps later)
-            todo = iter(idx)  # shared by both threads: next() on it is atomic under the GIL
-            job = self._pool.submit(self._draw_innovations, todo)
+            todo = iter(_blocks(self.k, _DRAW_BLOCK))  # shared by both threads: next() on it is atomic under the GIL
+            job = self._pool.submit(self._draw_innovations, todo, active)
         elif not self.trace:
-            self._draw_innovations(idx)
+            self._draw_innovations([(0, self.k)], active)
         decoded = self.codec.decode_batch(actions, self.view(self.r_bc_seen))
         priced = self.pricer.price(self.gains, self.client_flops, self.power_budget_w, decoded.cut,
                                    decoded.owner, decoded.power_w, self.prev_cut, self.has_prev, self.sync,
@@ -244,7 +257,7 @@ class PSLCore:
             if early:
                 self._draw_and_fade(todo, active)
             else:
-                self._draw_innovations(todo)
+                self._draw_innovations(todo, active)
             job.result()
         self._advance(idx, decoded.cut, total, active, early)
         for i, record in resets:
@@ -264,30 +277,38 @@ class PSLCore:
             self._draw_and_fade_blocks(blocks, active)
 
     def _draw_and_fade_blocks(self, blocks, active: np.ndarray | None) -> None:
-        noise, rngs, h, sq, out = self._noise, self.rngs, self.h, self._sq, self._spare
+        out = self._spare
         corr, scale = self._corr, self._innov_scale
         for a, b in blocks:
-            for i in range(a, b):
-                if active is None or active[i]:
-                    rngs[i].standard_normal(out=noise[i])
-            e, hb, q, g = noise[a:b], h[a:b], sq[a:b], out[a:b]
-            e *= _SQRT_HALF
-            e *= scale
-            hb *= corr
-            hb += e
-            np.multiply(hb, hb, out=q)
-            np.add(q[:, 0], q[:, 1], out=g)
-            g *= self.large[a:b, :, None]
+            self._draw_block(a, b, active)
+            self._fade(a, b, corr, scale, out)
+            g = out[a:b]
             if self.needs_broadcast:
                 self._early_r_bc[a:b] = self._broadcast(g)
             # the next round observes these gains, or under delayed CSI this round's (read only)
             self.encoder.gain_features(self.gains[a:b] if self.delayed else g, self._early_obs[a:b])
 
-    def _draw_innovations(self, idx) -> None:
-        """Per env, the CN(0, 1) innovation of its next fading step (``complex_normal``'s draws)."""
+    def _prepare_draws(self) -> None:
+        """The typed list of the generators for the draw kernel (built once, before any thread draws)."""
+        if self.kernels is not None and self._generator_list is None and not self.trace:
+            self._generator_list = self.kernels.generator_list(self.rngs)
+
+    def _draw_innovations(self, blocks, active: np.ndarray | None) -> None:
+        """The CN(0, 1) innovations of the next fading step (``complex_normal``'s draws) of the
+        stepping envs, for each block (a, b) of envs taken from ``blocks``."""
+        for a, b in blocks:
+            self._draw_block(a, b, active)
+
+    def _draw_block(self, a: int, b: int, active: np.ndarray | None) -> None:
+        """Standard normals into ``_noise[i]`` from env i's generator, for the stepping envs a <= i < b."""
+        if self.kernels is not None:
+            self.kernels.draw_normals(self._generator_list, self._noise, self._all_active if active is None else active,
+                                      a, b)
+            return
         noise, rngs = self._noise, self.rngs
-        for i in idx:
-            rngs[i].standard_normal(out=noise[i])
+        for i in range(a, b):
+            if active is None or active[i]:
+                rngs[i].standard_normal(out=noise[i])
 
     def advance(self, cut: np.ndarray, latency_s: np.ndarray, active: np.ndarray | None = None) -> None:
         """Next round of every env (or of ``active`` ones) after rounds that used ``cut`` [K, N] and
@@ -295,7 +316,8 @@ class PSLCore:
         idx = range(self.k) if active is None else np.flatnonzero(active).tolist()
         self._early_obs = None
         if not self.trace:
-            self._draw_innovations(idx)
+            self._prepare_draws()
+            self._draw_innovations([(0, self.k)], active)
         self._advance(idx, cut, latency_s, active)
 
     def _advance(self, idx, cut: np.ndarray, latency_s: np.ndarray, active: np.ndarray | None,
@@ -338,7 +360,7 @@ class PSLCore:
     def _fading_step(self, idx, latency_s: np.ndarray, active: np.ndarray | None, out: np.ndarray) -> None:
         """``GaussMarkovChannel.step`` on [K, N, M] into ``out`` (innovations already drawn into
         ``_noise``)."""
-        noise, rngs = self._noise, self.rngs
+        rngs = self.rngs
         mobile = self.mobility
         if mobile:  # the heading drift is drawn after the innovation, for finite rounds only
             drift = np.zeros((self.k, self.n))
@@ -346,8 +368,6 @@ class PSLCore:
             for i in idx:
                 if finite[i]:
                     drift[i] = rngs[i].normal(0.0, 0.3, self.n)
-        # the real and imaginary parts go through the same elementwise operations at once
-        noise *= _SQRT_HALF
         if self.doppler:
             # doppler_correlation() per env: a = J0(2 pi f_D tau), 0 for an infinite round
             tau = latency_s[:, None]
@@ -358,16 +378,26 @@ class PSLCore:
             scale = np.sqrt(np.maximum(1.0 - corr * corr, 0.0))
         else:
             corr, scale = self._corr, self._innov_scale
-        noise *= scale
-        h = self.h
-        h *= corr
+        move = (lambda: self._move(latency_s, drift, finite if active is None else finite & active)) if mobile else None
+        self._fade(0, self.k, corr, scale, out, move)
+
+    def _fade(self, a: int, b: int, corr, scale, out: np.ndarray, move=None) -> None:
+        """The fading step of envs a..b-1 (innovations in ``_noise``) into ``out``; ``move`` (mobility)
+        runs between the fading update and the gains, as in ``GaussMarkovChannel.step``."""
+        if self.kernels is not None and move is None and np.ndim(corr) == 0:
+            self.kernels.gauss_markov_fade(self.h, self._noise, float(corr), float(scale), self.large, out, a, b)
+            return
+        # the real and imaginary parts go through the same elementwise operations at once
+        noise, h, sq = self._noise[a:b], self.h[a:b], self._sq[a:b]
+        noise *= _SQRT_HALF
+        noise *= scale if np.ndim(scale) == 0 else scale[a:b]
+        h *= corr if np.ndim(corr) == 0 else corr[a:b]
         h += noise
-        if mobile:
-            self._move(latency_s, drift, finite if active is None else finite & active)
-        sq = self._sq
+        if move is not None:
+            move()
         np.multiply(h, h, out=sq)
-        np.add(sq[:, 0], sq[:, 1], out=out)
-        out *= self.large[:, :, None]
+        np.add(sq[:, 0], sq[:, 1], out=out[a:b])
+        out[a:b] *= self.large[a:b, :, None]
 
     def _move(self, latency_s: np.ndarray, drift: np.ndarray, moving: np.ndarray) -> None:
         """``GaussMarkovChannel._move`` for the envs in ``moving``."""
@@ -420,6 +450,7 @@ class PSLCore:
                           float(self.prev_latency[i]), bool(self.sync[i]), distance)
 
 
+_DRAW_BLOCK = 64  # envs per block of the threaded draws (fading not advanced early)
 _EARLY_BLOCK = 128  # envs per block of the threaded draw-and-fade (at most; K / 8 for smaller K)
 
 

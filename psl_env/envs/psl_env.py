@@ -86,7 +86,7 @@ class PSLEnv(gym.Env):
         cfg = self.config
         self.scenario: Scenario = load_scenario(cfg["scenario"], cfg["overrides"])
         self.core = PSLCore(self.scenario, 1, cfg["action_type"], cfg["action"], cfg["reward"],
-                            cfg["max_latency_ratio"])
+                            cfg["max_latency_ratio"], cfg["backend"])
         self.codec: Codec = self.core.codec
         self.simulator = self.core.simulator
         self.latency_model = self.core.model

@@ -74,7 +74,7 @@ class PSLVectorEnv(VectorEnv):
         self.num_envs = int(num_envs)
         self.scenario: Scenario = load_scenario(cfg["scenario"], cfg["overrides"])
         self.core = PSLCore(self.scenario, self.num_envs, cfg["action_type"], cfg["action"], cfg["reward"],
-                            cfg["max_latency_ratio"])
+                            cfg["max_latency_ratio"], cfg["backend"])
         if threads not in ("auto", True, False):
             raise ValueError(f"threads: {threads!r} is not allowed; allowed: 'auto', True, False")
         self.core.use_thread(self.num_envs >= 64 if threads == "auto" else bool(threads))

@@ -1,18 +1,22 @@
-"""The ``box`` / ``multidiscrete`` greedy decode as one compiled loop (numba), for the hot path.
+"""Compiled (numba) versions of the environments' hot paths; the numpy code is the reference.
 
-``BottleneckGreedy.owner`` followed by ``water_fill_owned`` is the reference (vectorized numpy);
-``greedy_decode`` runs the same algorithm row by row in a single compiled call: the time tables
-t_i(c), the pick sequence (every client once, most urgent first; then the largest time, first
-maximum on ties), the deal (each pick takes its client's best free subchannel, lower index on
-ties) and the exact water-filling, with the same operations in the same order. The only
-difference is ``log2``: numpy's SIMD ``log2`` and the compiled one may differ in the last bit, so
-the decoded owners equal the reference's except at exact near-ties, and the powers equal them to
-rounding (a test checks both). Rows are independent, so a round decodes bitwise the same alone or
-in any batch.
+- ``greedy_decode`` / ``CompiledGreedy``: the ``box`` / ``multidiscrete`` greedy decode
+  (``BottleneckGreedy.owner`` followed by ``water_fill_owned``) in a single call: the time tables
+  t_i(c), the pick sequence (every client once, most urgent first; then the largest time, first
+  maximum on ties), the deal (each pick takes its client's best free subchannel, lower index on
+  ties) and the exact water-filling, with the same operations in the same order. The logarithms
+  stay with numpy (``BottleneckGreedy.rate_sums``: numpy's SIMD ``log2`` is several times faster
+  than a compiled one and may differ from it in the last bit), so the results are bitwise those
+  of the numpy code.
+- ``draw_normals``: the fading innovations of many envs, each from its own generator, in one call
+  without the GIL (numba's ``Generator.standard_normal`` reproduces numpy's stream, about three
+  times faster here).
+- ``gauss_markov_fade``: ``PSLCore``'s fading step for a fixed correlation (h = a h + sqrt(1 - a^2)
+  e, gains = |h|^2 x large-scale gain) in one pass, with numpy's operations in numpy's order.
 
-numba is optional (``pip install psl-gym[fast]``); without it the codecs use the numpy reference.
-The loop releases the GIL, so the vector env's worker thread draws the next fading innovations
-meanwhile.
+Rows (environments) are independent, so a round gives bitwise the same numbers alone or in any
+batch. The kernels release the GIL, so the vector env's worker thread draws meanwhile. Loaded
+through ``backend.load_kernels``; numba is optional (``pip install 'psl-gym[fast]'``).
 """
 
 from __future__ import annotations
@@ -134,6 +138,48 @@ def greedy_decode(sums, gains, budget_w, client_flops, cut, urgency, r_bc, up_bi
             power[r, ch] = mu[owner[r, ch]] - a[ch] if active[ch] else 0.0
 
 
+@numba.njit(cache=True, nogil=True)
+def gauss_markov_fade(h, noise, corr, scale, large, out, start, stop):  # pragma: no cover - compiled
+    """For envs start..stop-1: h <- corr h + scale sqrt(1/2) noise and out <- |h|^2 x large.
+
+    Args:
+        h: [K, 2, N, M] fading state (real and imaginary parts), updated in place.
+        noise: [K, 2, N, M] standard normal draws (read only).
+        corr, scale: the correlation a and sqrt(1 - a^2).
+        large: [K, N] path loss x shadowing.
+        out: [K, N, M] the new gains.
+    """
+    n, m = out.shape[1], out.shape[2]
+    half = math.sqrt(0.5)
+    for r in range(start, stop):
+        for i in range(n):
+            g = large[r, i]
+            for j in range(m):
+                re = h[r, 0, i, j] * corr + noise[r, 0, i, j] * half * scale
+                im = h[r, 1, i, j] * corr + noise[r, 1, i, j] * half * scale
+                h[r, 0, i, j] = re
+                h[r, 1, i, j] = im
+                out[r, i, j] = (re * re + im * im) * g
+
+
+@numba.njit(cache=True, nogil=True)
+def draw_normals(generators, out, active, start, stop):  # pragma: no cover - compiled
+    """out[k] <- standard normals of ``generators[k]`` for the envs start <= k < stop with
+    ``active[k]``: numba's ``Generator.standard_normal`` is numpy's ziggurat on the same bit
+    generator state, so the values and the generator's next state are numpy's (a test checks)."""
+    for k in range(start, stop):
+        if active[k]:
+            flat = out[k].reshape(-1)
+            rng = generators[k]
+            for i in range(flat.size):
+                flat[i] = rng.standard_normal()
+
+
+def generator_list(generators: list[np.random.Generator]) -> "numba.typed.List":
+    """The generators as a typed list for ``draw_normals`` (it shares their states)."""
+    return numba.typed.List(generators)
+
+
 class CompiledGreedy:
     """``BottleneckGreedy.owner`` + ``water_fill_owned`` of one codec through ``greedy_decode``."""
 
@@ -178,4 +224,4 @@ class CompiledGreedy:
         return owner, power
 
 
-__all__ = ["CompiledGreedy", "greedy_decode"]
+__all__ = ["CompiledGreedy", "draw_normals", "gauss_markov_fade", "generator_list", "greedy_decode"]

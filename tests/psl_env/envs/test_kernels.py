@@ -1,4 +1,4 @@
-"""The compiled greedy decode (numba) equals the numpy reference; the backend option."""
+"""The compiled kernels (numba) equal the numpy reference; the backend option."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from psl_env.envs.batch_alloc import gather_owned, water_fill_owned
 from psl_env.envs.codecs import BoxCodec
 from psl_env.envs.psl_env import PSLEnv
+from psl_env.envs.vector import PSLVectorEnv
 
 pytest.importorskip("numba")
 
@@ -80,9 +81,9 @@ def test_ties_follow_numpy_argmax():
 def test_environments_agree_across_backends():
     """The same seed and actions give the same trajectory with the numba and the numpy backend."""
     kwargs = {"scenario": "epsl-resnet18", "action_type": "box"}
-    fast = PSLEnv(**kwargs, action={"backend": "numba"})
-    slow = PSLEnv(**kwargs, action={"backend": "numpy"})
-    assert slow.codec.compiled is None
+    fast = PSLEnv(**kwargs, backend="numba")
+    slow = PSLEnv(**kwargs, backend="numpy")
+    assert slow.codec.compiled is None and slow.core.kernels is None
     fast.action_space.seed(3)
     actions = [fast.action_space.sample() for _ in range(30)]
     for env in (fast, slow):
@@ -96,14 +97,54 @@ def test_environments_agree_across_backends():
         np.testing.assert_array_equal(i1["allocation"]["power_w"], i2["allocation"]["power_w"])
 
 
+def test_vector_envs_agree_across_backends():
+    """The batched fading kernel and the compiled decode, with and without the worker thread."""
+    kwargs = {"scenario": "epsl-resnet18", "action_type": "box", "overrides": {"csi": "delayed"}}
+    runs = []
+    for backend, threads in (("numpy", False), ("numba", False), ("numba", True)):
+        vec = PSLVectorEnv(num_envs=70, backend=backend, threads=threads, **kwargs)
+        vec.action_space.seed(5)
+        obs, _ = vec.reset(seed=2)
+        trajectory = [obs]
+        for _ in range(12):
+            obs, reward, *_ = vec.step(vec.action_space.sample())
+            trajectory += [obs, reward, vec.core.gains.copy()]
+        vec.close()
+        runs.append(trajectory)
+    for other in runs[1:]:
+        for a, b in zip(runs[0], other):
+            np.testing.assert_array_equal(a, b)
+
+
 def test_backend_option_is_validated(monkeypatch):
-    with pytest.raises(ValueError, match="action.backend: 'cuda' is not allowed"):
-        PSLEnv(scenario="small-exact", action_type="box", action={"backend": "cuda"})
+    with pytest.raises(ValueError, match="backend: 'cuda' is not allowed"):
+        PSLEnv(scenario="small-exact", action_type="box", backend="cuda")
+    with pytest.raises(ValueError, match="not a codec option"):
+        PSLEnv(scenario="small-exact", action_type="box", action={"backend": "numpy"})
     # without numba, "auto" falls back to numpy and "numba" names the missing package
-    monkeypatch.setitem(sys.modules, "psl_env.envs.greedy_kernel", None)
-    assert PSLEnv(scenario="small-exact", action_type="box").codec.compiled is None
+    monkeypatch.setitem(sys.modules, "psl_env.envs.kernels", None)
+    env = PSLEnv(scenario="small-exact", action_type="box")
+    assert env.codec.compiled is None and env.core.kernels is None
     with pytest.raises(ValueError, match="needs the numba package"):
-        PSLEnv(scenario="small-exact", action_type="box", action={"backend": "numba"})
+        PSLEnv(scenario="small-exact", action_type="box", backend="numba")
     # the proportional-fair assignment has no compiled path
     env = PSLEnv(scenario="small-exact", action_type="multidiscrete", action={"assignment": "proportional-fair"})
     assert env.codec.compiled is None
+
+
+def test_draw_normals_reproduces_numpy_streams():
+    """The compiled draws give numpy's values and leave each generator where numpy would."""
+    from psl_env.envs import kernels
+
+    seeds = [3, 14, 15, 92, 65]
+    ours = [np.random.default_rng(s) for s in seeds]
+    theirs = [np.random.default_rng(s) for s in seeds]
+    out = np.zeros((5, 2, 40, 50))  # 4,000 normals per env: the ziggurat's rare branches included
+    active = np.array([True, False, True, True, True])
+    kernels.draw_normals(kernels.generator_list(ours), out, active, 1, 5)  # envs 1..4, env 1 inactive
+    for i, (a, b) in enumerate(zip(ours, theirs)):
+        if i in (2, 3, 4):
+            np.testing.assert_array_equal(out[i], b.standard_normal((2, 40, 50)))
+        else:
+            assert not out[i].any()
+        assert a.standard_normal() == b.standard_normal()  # the same next draw: the same state
