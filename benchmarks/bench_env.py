@@ -7,6 +7,7 @@ episode resets included. Each measurement is repeated; the best and the median r
 
     python benchmarks/bench_env.py                    # single env and K = 1024
     python benchmarks/bench_env.py --num-envs 256 --action-type multidiscrete --repeats 5
+    python benchmarks/bench_env.py --backend numpy    # without the compiled kernels
 """
 
 from __future__ import annotations
@@ -79,20 +80,23 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--threads", choices=("auto", "on", "off"), default="auto",
                     help="worker thread for the vector env's random draws")
+    ap.add_argument("--backend", choices=("auto", "numba", "numpy"), default="auto",
+                    help="compiled kernels (numba, when installed) or the numpy code")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
 
-    kwargs = {"scenario": args.scenario, "action_type": args.action_type,
+    kwargs = {"scenario": args.scenario, "action_type": args.action_type, "backend": args.backend,
               "overrides": {"num_clients": args.clients, "num_subchannels": args.subchannels, "model": args.model}}
     if args.assignment:
         kwargs["action"] = {"assignment": args.assignment}
     threads = {"auto": "auto", "on": True, "off": False}[args.threads]
     load = f", load average {os.getloadavg()[0]:.2f}" if hasattr(os, "getloadavg") else ""
+    single = PSLEnv(**kwargs)
+    compiled = "numba" if single.core.kernels is not None else "numpy"
     print(f"scenario {args.scenario}, model {args.model}, N={args.clients}, M={args.subchannels}, "
-          f"action_type={args.action_type}, assignment={args.assignment or 'greedy'}; "
+          f"action_type={args.action_type}, assignment={args.assignment or 'greedy'}, backend={compiled}; "
           f"{os.cpu_count()} CPUs{load}")
     rows = []
-    single = PSLEnv(**kwargs)
     rows.append(("PSLEnv (unwrapped)", 1, time_single(single, args.single_steps, args.repeats, args.seed)))
     made = gym.make("psl_env/PSL-v0", **kwargs)
     rows.append(('gym.make("psl_env/PSL-v0")', 1, time_single(made, args.single_steps, args.repeats, args.seed)))

@@ -290,7 +290,8 @@ class PSLCore:
 
     def _prepare_draws(self) -> None:
         """The typed list of the generators for the draw kernel (built once, before any thread draws)."""
-        if self.kernels is not None and self._generator_list is None and not self.trace:
+        if (self.kernels is not None and self._generator_list is None and not self.trace
+                and self.kernels.draws_match_numpy()):
             self._generator_list = self.kernels.generator_list(self.rngs)
 
     def _draw_innovations(self, blocks, active: np.ndarray | None) -> None:
@@ -301,7 +302,7 @@ class PSLCore:
 
     def _draw_block(self, a: int, b: int, active: np.ndarray | None) -> None:
         """Standard normals into ``_noise[i]`` from env i's generator, for the stepping envs a <= i < b."""
-        if self.kernels is not None:
+        if self._generator_list is not None:
             self.kernels.draw_normals(self._generator_list, self._noise, self._all_active if active is None else active,
                                       a, b)
             return

@@ -109,6 +109,7 @@ def test_vector_envs_agree_across_backends():
         for _ in range(12):
             obs, reward, *_ = vec.step(vec.action_space.sample())
             trajectory += [obs, reward, vec.core.gains.copy()]
+        assert (vec.core._generator_list is not None) == (backend == "numba")  # the draw kernel ran
         vec.close()
         runs.append(trajectory)
     for other in runs[1:]:
@@ -148,3 +149,4 @@ def test_draw_normals_reproduces_numpy_streams():
         else:
             assert not out[i].any()
         assert a.standard_normal() == b.standard_normal()  # the same next draw: the same state
+    assert kernels.draws_match_numpy()  # so the environments draw with the kernel
