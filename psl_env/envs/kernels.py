@@ -239,4 +239,4 @@ class CompiledGreedy:
         return owner, power
 
 
-__all__ = ["CompiledGreedy", "draw_normals", "gauss_markov_fade", "generator_list", "greedy_decode"]
+__all__ = ["CompiledGreedy", "draw_normals", "draws_match_numpy", "gauss_markov_fade", "generator_list", "greedy_decode"]
