@@ -227,7 +227,6 @@ class PSLCore:
         too (discard their results); they draw only their new episode and count no round.
         Floating-point warnings are the caller's business (the environments silence them).
         """
-        idx = range(self.k) if active is None else np.flatnonzero(active).tolist()
         self._prepare_draws()
         job = None
         early = self._pool is not None and self._early
@@ -259,7 +258,7 @@ class PSLCore:
             else:
                 self._draw_innovations(todo, active)
             job.result()
-        self._advance(idx, decoded.cut, total, active, early)
+        self._advance(decoded.cut, total, active, early)
         for i, record in resets:
             self._write_reset(i, record)
         if active is None:
@@ -314,14 +313,13 @@ class PSLCore:
     def advance(self, cut: np.ndarray, latency_s: np.ndarray, active: np.ndarray | None = None) -> None:
         """Next round of every env (or of ``active`` ones) after rounds that used ``cut`` [K, N] and
         lasted ``latency_s`` [K] (mirrors ``NetworkSimulator.advance``)."""
-        idx = range(self.k) if active is None else np.flatnonzero(active).tolist()
         self._early_obs = None
         if not self.trace:
             self._prepare_draws()
             self._draw_innovations([(0, self.k)], active)
-        self._advance(idx, cut, latency_s, active)
+        self._advance(cut, latency_s, active)
 
-    def _advance(self, idx, cut: np.ndarray, latency_s: np.ndarray, active: np.ndarray | None,
+    def _advance(self, cut: np.ndarray, latency_s: np.ndarray, active: np.ndarray | None,
                  early: bool = False) -> None:
         """Compute the next round's gains into the spare buffer (``early``: already there, with
         their broadcast rates), rotate it in (with its broadcast rate) and update the per-round
@@ -333,7 +331,7 @@ class PSLCore:
             if self.trace:
                 self._trace_step(active, nxt)
             else:
-                self._fading_step(idx, latency_s, active, nxt)
+                self._fading_step(latency_s, active, nxt)
             r_bc = self._broadcast(nxt, self.pricer.scratch) if self.needs_broadcast else None
         old = self.gains
         self.gains = nxt
@@ -358,7 +356,7 @@ class PSLCore:
         if self.sync_period > 0:
             self.sync = (self.round + 1) % self.sync_period == 0
 
-    def _fading_step(self, idx, latency_s: np.ndarray, active: np.ndarray | None, out: np.ndarray) -> None:
+    def _fading_step(self, latency_s: np.ndarray, active: np.ndarray | None, out: np.ndarray) -> None:
         """``GaussMarkovChannel.step`` on [K, N, M] into ``out`` (innovations already drawn into
         ``_noise``)."""
         rngs = self.rngs
@@ -366,7 +364,7 @@ class PSLCore:
         if mobile:  # the heading drift is drawn after the innovation, for finite rounds only
             drift = np.zeros((self.k, self.n))
             finite = np.isfinite(latency_s)
-            for i in idx:
+            for i in (range(self.k) if active is None else np.flatnonzero(active).tolist()):
                 if finite[i]:
                     drift[i] = rngs[i].normal(0.0, 0.3, self.n)
         if self.doppler:

@@ -203,12 +203,9 @@ class CompiledGreedy:
         self.greedy = greedy
         self.m = greedy.m
         self.use_broadcast = bool(greedy.broadcast_bits is not None and greedy.use_downlink)
-        self.broadcast_bits = (greedy.broadcast_bits if self.use_broadcast
-                               else np.zeros(model.num_blocks + 1))
-        self.tables = (np.ascontiguousarray(greedy.up_bits, dtype=np.float64),
-                       np.ascontiguousarray(greedy.dn_bits, dtype=np.float64),
-                       np.ascontiguousarray(greedy.compute, dtype=np.float64),
-                       np.ascontiguousarray(self.broadcast_bits, dtype=np.float64))
+        broadcast_bits = greedy.broadcast_bits if self.use_broadcast else np.zeros(model.num_blocks + 1)
+        self.tables = tuple(np.ascontiguousarray(t, dtype=np.float64)
+                            for t in (greedy.up_bits, greedy.dn_bits, greedy.compute, broadcast_bits))
         rows = greedy.m - greedy.n + 1
         self.count_log = np.ascontiguousarray(greedy.count_log[:rows, 0, 0])
         self.rate_floor = np.ascontiguousarray(greedy.rate_floor[:rows, 0, 0])
