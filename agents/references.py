@@ -1,13 +1,13 @@
-"""Simple reference decision makers: fixed ("no optimization"), random and greedy (SPEC 7)."""
+"""Simple reference decision makers: fixed ("no optimization"), random and greedy."""
 
 from __future__ import annotations
 
 import numpy as np
 
+from psl_env.resources.context import FixedCutSolver
 from psl_env.system.allocation import fixed_allocation
 from psl_env.system.latency import LatencyModel
-from psl_env.system.solvers import ResourceContext, solve_fixed_cut
-from psl_env.system.state import Allocation, RoundState
+from psl_env.system.state import Allocation, Observation
 
 from .base import DecisionMaker
 
@@ -33,10 +33,10 @@ class FixedDecisionMaker(DecisionMaker):
             raise ValueError(f"cut: {cut!r} is not allowed; allowed: an integer in 1..{model.num_blocks - 1}")
         self.cut = cut
 
-    def decide(self, state: RoundState) -> Allocation:
-        alloc = fixed_allocation(self.model.num_blocks, state.power_budget_w, state.num_subchannels)
+    def decide(self, obs: Observation) -> Allocation:
+        alloc = fixed_allocation(self.model.num_blocks, obs.power_budget_w, obs.num_subchannels)
         if self.cut is not None:
-            alloc = Allocation(np.full(state.num_clients, self.cut, dtype=np.int64), alloc.owner, alloc.power_w)
+            alloc = Allocation(np.full(obs.num_clients, self.cut, dtype=np.int64), alloc.owner, alloc.power_w)
         return alloc
 
 
@@ -62,8 +62,8 @@ class RandomDecisionMaker(DecisionMaker):
     def reset(self, seed: int | None = None) -> None:
         self.rng = np.random.default_rng(self.seed if seed is None else seed)
 
-    def decide(self, state: RoundState) -> Allocation:
-        n, m = state.num_clients, state.num_subchannels
+    def decide(self, obs: Observation) -> Allocation:
+        n, m = obs.num_clients, obs.num_subchannels
         rng = self.rng
         cut = rng.integers(1, self.model.num_blocks, size=1 if self.model.common_cut else n)
         cut = np.broadcast_to(cut, (n,)).astype(np.int64)
@@ -73,7 +73,7 @@ class RandomDecisionMaker(DecisionMaker):
         owner[perm[n:]] = rng.integers(0, n, size=m - n)
         weights = rng.exponential(size=m)  # normalized per client: Dirichlet(1) fractions
         per_client = np.bincount(owner, weights=weights, minlength=n)
-        power = weights / per_client[owner] * state.power_budget_w[owner]
+        power = weights / per_client[owner] * obs.power_budget_w[owner]
         return Allocation(cut, owner, power)
 
 
@@ -81,18 +81,21 @@ class GreedyDecisionMaker(DecisionMaker):
     """Best common cut with the bottleneck-greedy assignment and water-filled power, no refinement.
 
     For every cut: each client takes its best subchannel, then the client with the longest modeled
-    time takes its best free subchannel until none is left (``ResourceContext.greedy``), with
+    time takes its best free subchannel until none is left (``bottleneck_greedy``), with
     water-filling power; the cut with the lowest modeled latency wins. EPSL-BCD without its BCD.
     """
 
     name = "greedy"
 
-    def decide(self, state: RoundState) -> Allocation:
-        state = state.observed()
-        ctx = ResourceContext.of(self.model, state)
+    def __init__(self, model: LatencyModel) -> None:
+        super().__init__(model)
+        self.solver = FixedCutSolver(model, refine=False)
+
+    def decide(self, obs: Observation) -> Allocation:
+        ctx = self.solver.context(obs)
         best, best_alloc = np.inf, None
         for cut in range(1, self.model.num_blocks):
-            alloc, latency = solve_fixed_cut(self.model, state, cut, refine=False, context=ctx)
+            alloc, latency = self.solver.solve(obs, cut, context=ctx)
             if latency < best:
                 best, best_alloc = latency, alloc
         return best_alloc

@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     threads = {"auto": "auto", "on": True, "off": False}[args.threads]
     load = f", load average {os.getloadavg()[0]:.2f}" if hasattr(os, "getloadavg") else ""
     single = PSLEnv(**kwargs)
-    compiled = "numba" if single.core.kernels is not None else "numpy"
+    compiled = "numba" if single.codec.compiled is not None else "numpy"
     print(f"scenario {args.scenario}, model {args.model}, N={args.clients}, M={args.subchannels}, "
           f"action_type={args.action_type}, assignment={args.assignment or 'greedy'}, backend={compiled}; "
           f"{os.cpu_count()} CPUs{load}")

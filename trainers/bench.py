@@ -8,7 +8,7 @@ depend on this round's latency, so trajectories diverge after round 0 and the pe
 the oracle compares different channel draws. Each method also carries its own previous cut
 (migration), so a method can come in below the oracle on a round; ``rounds_below`` counts that.
 
-Decisions see ``state.observed()``; rounds are priced on the true gains. Outputs in ``--out``:
+Decisions see ``state.observation()``; rounds are priced on the true gains. Outputs in ``--out``:
 results.json (figures per method, the scenario, the command), results.md, results.csv,
 rounds.csv (every round), latency.png, phases.png, latency_cdf.png and, with ``--trace``,
 trace.jsonl (docs/round-trace.md).
@@ -232,7 +232,7 @@ def run_benchmark(scenario: Scenario | str, methods: list[str], rounds: int | No
                 state = sim.reset(ep_seed)
                 engine = curve = None
                 for rnd in range(rounds):
-                    observed = state.observed()
+                    observed = state.observation()
                     t0 = time.perf_counter()
                     try:
                         alloc = dm.decide(observed)

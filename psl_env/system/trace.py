@@ -29,14 +29,14 @@ def trace_record(model: LatencyModel, state: RoundState, alloc: Allocation, late
         "episode": int(state.episode),
         "method": method,
         "scheme": s.scheme,
-        "phi": model.phi,
-        "batch_size": model.batch_size,
-        "subchannel_bw_hz": model.subchannel_bw_hz,
-        "noise_psd_w_per_hz": model.noise_psd_w_per_hz,
-        "server_flops": model.server_flops,
-        "server_power_per_subchannel_w": model.server_power_w,
-        "downlink": model.downlink,
-        "migration_enabled": model.migration_enabled,
+        "phi": float(s.phi),
+        "batch_size": s.batch_size,
+        "subchannel_bw_hz": model.radio.bw_hz,
+        "noise_psd_w_per_hz": model.radio.noise_psd_w_per_hz,
+        "server_flops": model.tables.server_flops,
+        "server_power_per_subchannel_w": model.radio.server_power_w,
+        "downlink": s.downlink,
+        "migration_enabled": model.tables.migration,
         "client_flops": state.client_flops.tolist(),
         "client_power_budget_w": state.power_budget_w.tolist(),
         "gains": state.gains.tolist(),
@@ -109,8 +109,6 @@ def latency_from_record(rec: dict) -> Latency:
     })
     model = LatencyModel(scenario, profile)
     prev = None if rec["prev_cut"] is None else np.asarray(rec["prev_cut"], dtype=np.int64)
-    lat = model.latency_arrays(gains, np.asarray(rec["client_flops"]), np.asarray(rec["cut"], dtype=np.int64),
-                               np.asarray(rec["owner"], dtype=np.int64), np.asarray(rec["power_w"]), prev,
-                               bool(rec["sync"]))
-    lat.total = float(lat.total)
-    return lat
+    return model.price(gains, np.asarray(rec["client_flops"]), np.asarray(rec["cut"], dtype=np.int64),
+                       np.asarray(rec["owner"], dtype=np.int64), np.asarray(rec["power_w"]), prev,
+                       bool(rec["sync"])).scalar()

@@ -30,7 +30,7 @@ def test_feasible(data):
     model = data.draw(models(max_n=4, max_m=8))
     state = data.draw(rounds(model))
     power = data.draw(st.sampled_from(["waterfill", "equal"]))
-    alloc = EdgeSplitAltOptimizer(model, power=power).decide(state)
+    alloc = EdgeSplitAltOptimizer(model, power=power).decide(state.observation())
     check_allocation(alloc, state, model.num_blocks, model.common_cut)
     assert np.all(alloc.owner >= 0)
 
@@ -43,10 +43,10 @@ def test_beats_fixed_on_edgesplit_vgg16_with_per_device_cuts():
     for ep in range(2):
         sa, sf = sim_a.reset(ep), sim_f.reset(ep)
         for _ in range(10):
-            alloc = alt.decide(sa.observed())
+            alloc = alt.decide(sa.observation())
             distinct |= len(set(alloc.cut.tolist())) > 1
             la, sa = sim_a.step(alloc)
-            lf, sf = sim_f.step(fixed.decide(sf.observed()))
+            lf, sf = sim_f.step(fixed.decide(sf.observation()))
             lat_a.append(la.total)
             lat_f.append(lf.total)
     assert np.mean(lat_f) / np.mean(lat_a) > 1.5

@@ -8,7 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from psl_env.system.allocation import equal_power, fixed_allocation, make_allocation, round_robin_owner
-from psl_env.system.latency import round_latency
+from psl_env.system.latency import PHASES, cut_terms, rates, round_latency
+from tests.agents.strategies import models, rounds
 
 from .helpers import tiny_model, tiny_state
 
@@ -99,11 +100,33 @@ def test_batched_equals_single():
     cut = np.repeat(rng.integers(1, 3, (64, 1)), 2, axis=1)
     prev = np.repeat(rng.integers(1, 3, (64, 1)), 2, axis=1)
     flops = rng.uniform(1e8, 1e9, (64, 2))
-    batch = model.latency_arrays(gains, flops, cut, owner, power, prev, True)
+    batch = model.price(gains, flops, cut, owner, power, prev, True)
     for k in range(64):
-        one = model.latency_arrays(gains[k], flops[k], cut[k], owner[k], power[k], prev[k], True)
+        one = model.price(gains[k], flops[k], cut[k], owner[k], power[k], prev[k], True)
         assert float(one.total) == pytest.approx(batch.total[k], rel=1e-12)
         np.testing.assert_allclose(one.uplink_s, batch.uplink_s[k], rtol=1e-12)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.data())
+def test_cut_terms_total_equals_the_breakdown(data):
+    """The optimizers' ``CutTerms.total`` (candidate rates) and the priced breakdown are one formula."""
+    model = data.draw(models())
+    state = data.draw(rounds(model))
+    n, m = model.num_clients, model.num_subchannels
+    rng = np.random.default_rng(data.draw(st.integers(0, 1000)))
+    cut = np.broadcast_to(rng.integers(1, model.num_blocks, size=1 if model.common_cut else n), (n,))
+    owner = np.concatenate([np.arange(n), rng.integers(0, n, m - n)])
+    power = equal_power(owner, state.power_budget_w)
+    lat = model.evaluate(state, make_allocation(cut, owner, power, n))
+    up, down = rates(model.radio, state.gains, owner, power)
+    terms = cut_terms(model.tables, cut, state.client_flops, model.broadcast_rate(state.gains), state.prev_cut,
+                      state.sync)
+    assert float(terms.total(up, down)) == lat.total
+    candidates = np.stack([up, up * 2, up / 3])  # a batch of candidate rates broadcasts against the cut
+    np.testing.assert_array_equal(terms.total(candidates, down[None]), [terms.total(c, down) for c in candidates])
+    parts = sum(lat.phases()[k] for k in PHASES)
+    assert parts == pytest.approx(lat.total, rel=1e-12)
 
 
 # -- properties -------------------------------------------------------------------------------------

@@ -1,33 +1,27 @@
-"""Compiled (numba) versions of the environments' hot paths; the numpy code is the reference.
+"""Compiled (numba) resource allocation; the numpy code of ``greedy``, ``waterfill`` is the reference.
 
 - ``greedy_decode`` / ``CompiledGreedy``: the ``box`` / ``multidiscrete`` greedy decode
-  (``BottleneckGreedy.owner`` followed by ``water_fill_owned``) in a single call: the time tables
+  (``TabulatedGreedy.owner`` followed by ``water_fill_owned``) in a single call: the time tables
   t_i(c), the pick sequence (every client once, most urgent first; then the largest time, first
   maximum on ties), the deal (each pick takes its client's best free subchannel, lower index on
   ties) and the exact water-filling, with the same operations in the same order. The logarithms
-  stay with numpy (``BottleneckGreedy.rate_sums``: numpy's SIMD ``log2`` is several times faster
+  stay with numpy (``TabulatedGreedy.rate_sums``: numpy's SIMD ``log2`` is several times faster
   than a compiled one and may differ from it in the last bit), so the results are bitwise those
   of the numpy code.
-- ``draw_normals``: the fading innovations of many envs, each from its own generator, in one call
-  without the GIL (numba's ``Generator.standard_normal`` reproduces numpy's stream, about three
-  times faster here).
-- ``gauss_markov_fade``: ``PSLCore``'s fading step for a fixed correlation (h = a h + sqrt(1 - a^2)
-  e, gains = |h|^2 x large-scale gain) in one pass, with numpy's operations in numpy's order.
 
 Rows (environments) are independent, so a round gives bitwise the same numbers alone or in any
 batch. The kernels release the GIL, so the vector env's worker thread draws meanwhile. Loaded
-through ``backend.load_kernels``; numba is optional (``pip install 'psl-gym[fast]'``).
+through ``psl_env.backend.load_kernels``; numba is optional (``pip install 'psl-gym[fast]'``).
 """
 
 from __future__ import annotations
 
-import functools
 import math
 
 import numba
 import numpy as np
 
-from .batch_alloc import BottleneckGreedy, broadcast_rate
+from .greedy import TabulatedGreedy
 
 
 @numba.njit(cache=True, inline="always")
@@ -43,10 +37,10 @@ def greedy_decode(sums, gains, budget_w, client_flops, cut, urgency, r_bc, up_bi
     """Decode K rounds into ``owner`` [K, M] (int64) and ``power`` [K, M] (W).
 
     Args:
-        sums: [P, C, K, N] ``BottleneckGreedy.rate_sums`` of the gains.
+        sums: [P, C, K, N] ``TabulatedGreedy.rate_sums`` of the gains.
         gains: [K, N, M] observed gains; budget_w, client_flops, urgency: [K, N]; cut: [K, N] int64.
         r_bc: [K] broadcast rate of ``gains`` (read only with ``use_broadcast``).
-        up_bits, dn_bits, compute, broadcast_bits: per-cut tables [L + 1] of ``BottleneckGreedy``.
+        up_bits, dn_bits, compute, broadcast_bits: per-cut tables [L + 1] of ``TabulatedGreedy``.
         count_log, rate_floor: [C] c log2 c and the rate floor for c = 1..C.
     """
     k, n, m = gains.shape
@@ -62,7 +56,7 @@ def greedy_decode(sums, gains, budget_w, client_flops, cut, urgency, r_bc, up_bi
     total = np.empty(n)
     mu = np.empty(n)
     for r in range(k):
-        # t_i(c): client i holding its c best subchannels (BottleneckGreedy.times)
+        # t_i(c): client i holding its c best subchannels (TabulatedGreedy.times)
         for i in range(n):
             j = cut[r, i]
             off = compute[j] / client_flops[r, i]
@@ -77,7 +71,7 @@ def greedy_decode(sums, gains, budget_w, client_flops, cut, urgency, r_bc, up_bi
                     t += dn_bits[j] / sums[1, c, r, i]
                 t += off
                 times[i, c] = t * urgency[r, i]
-        # the pick sequence (BottleneckGreedy.sequence). First every client once, most urgent
+        # the pick sequence (TabulatedGreedy.sequence). First every client once, most urgent
         # first: a stable descending insertion sort of t_i(1), NaN last.
         for i in range(n):
             v = times[i, 0]
@@ -101,7 +95,7 @@ def greedy_decode(sums, gains, budget_w, client_flops, cut, urgency, r_bc, up_bi
             held[best] += 1
             if held[best] <= rows:
                 now[best] = times[best, held[best] - 1]
-        # the deal (BottleneckGreedy.deal): each pick takes its client's best free subchannel (the
+        # the deal (TabulatedGreedy.deal): each pick takes its client's best free subchannel (the
         # first maximum of the gain minus 1e300 where taken)
         penalty[:] = 0.0
         for p in range(m):
@@ -139,66 +133,10 @@ def greedy_decode(sums, gains, budget_w, client_flops, cut, urgency, r_bc, up_bi
             power[r, ch] = mu[owner[r, ch]] - a[ch] if active[ch] else 0.0
 
 
-@numba.njit(cache=True, nogil=True)
-def gauss_markov_fade(h, noise, corr, scale, large, out, start, stop):  # pragma: no cover - compiled
-    """For envs start..stop-1: h <- corr h + scale sqrt(1/2) noise and out <- |h|^2 x large.
-
-    Args:
-        h: [K, 2, N, M] fading state (real and imaginary parts), updated in place.
-        noise: [K, 2, N, M] standard normal draws (read only).
-        corr, scale: the correlation a and sqrt(1 - a^2).
-        large: [K, N] path loss x shadowing.
-        out: [K, N, M] the new gains.
-    """
-    n, m = out.shape[1], out.shape[2]
-    half = math.sqrt(0.5)
-    for r in range(start, stop):
-        for i in range(n):
-            g = large[r, i]
-            for j in range(m):
-                re = h[r, 0, i, j] * corr + noise[r, 0, i, j] * half * scale
-                im = h[r, 1, i, j] * corr + noise[r, 1, i, j] * half * scale
-                h[r, 0, i, j] = re
-                h[r, 1, i, j] = im
-                out[r, i, j] = (re * re + im * im) * g
-
-
-@numba.njit(cache=True, nogil=True)
-def draw_normals(generators, out, active, start, stop):  # pragma: no cover - compiled
-    """out[k] <- standard normals of ``generators[k]`` for the envs start <= k < stop with
-    ``active[k]``: numba's ``Generator.standard_normal`` is numpy's ziggurat on the same bit
-    generator state, so the values and the generator's next state are numpy's (a test checks)."""
-    for k in range(start, stop):
-        if active[k]:
-            flat = out[k].reshape(-1)
-            rng = generators[k]
-            for i in range(flat.size):
-                flat[i] = rng.standard_normal()
-
-
-def generator_list(generators: list[np.random.Generator]) -> "numba.typed.List":
-    """The generators as a typed list for ``draw_normals`` (it shares their states)."""
-    return numba.typed.List(generators)
-
-
-@functools.cache
-def draws_match_numpy() -> bool:
-    """Whether ``draw_normals`` reproduces numpy's stream with the installed numba and numpy.
-
-    They agree in the versions we test; another pairing that did not would silently change every
-    trajectory, so the environments check once and otherwise draw with numpy.
-    """
-    ours, theirs = np.random.default_rng(20261125), np.random.default_rng(20261125)
-    out = np.empty((1, 2, 32, 64))  # 4,096 normals: the ziggurat's rejection branches included
-    draw_normals(generator_list([ours]), out, np.ones(1, dtype=np.bool_), 0, 1)
-    return bool(np.array_equal(out[0], theirs.standard_normal((2, 32, 64)))
-                and ours.standard_normal() == theirs.standard_normal())
-
-
 class CompiledGreedy:
-    """``BottleneckGreedy.owner`` + ``water_fill_owned`` of one codec through ``greedy_decode``."""
+    """``TabulatedGreedy.owner`` + ``water_fill_owned`` of one codec through ``greedy_decode``."""
 
-    def __init__(self, greedy: BottleneckGreedy) -> None:
+    def __init__(self, greedy: TabulatedGreedy) -> None:
         model = greedy.model
         self.greedy = greedy
         self.m = greedy.m
@@ -209,18 +147,18 @@ class CompiledGreedy:
         rows = greedy.m - greedy.n + 1
         self.count_log = np.ascontiguousarray(greedy.count_log[:rows, 0, 0])
         self.rate_floor = np.ascontiguousarray(greedy.rate_floor[:rows, 0, 0])
-        self.noise_w = float(model.noise_w)
+        self.noise_w = float(greedy.noise_w)
         self.use_downlink = bool(greedy.use_downlink)
         self._no_rate = np.zeros(1)
 
     def decode(self, gains: np.ndarray, budget_w: np.ndarray, client_flops: np.ndarray, cut: np.ndarray,
                urgency: np.ndarray, r_bc: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """(owner [K, M], power [K, M]) for K rounds; ``r_bc`` as in ``BottleneckGreedy.times``."""
+        """(owner [K, M], power [K, M]) for K rounds; ``r_bc`` as in ``TabulatedGreedy.times``."""
         g = self.greedy
         k = gains.shape[0]
         if self.use_broadcast:
             if r_bc is None:
-                r_bc = broadcast_rate(gains, g.down_snr, g.bw, g.scratch)
+                r_bc = g.model.radio.broadcast_rate(gains)
             r_bc = np.ascontiguousarray(r_bc, dtype=np.float64)
         else:
             r_bc = self._no_rate
@@ -236,4 +174,4 @@ class CompiledGreedy:
         return owner, power
 
 
-__all__ = ["CompiledGreedy", "draw_normals", "draws_match_numpy", "gauss_markov_fade", "generator_list", "greedy_decode"]
+__all__ = ["CompiledGreedy", "greedy_decode"]
