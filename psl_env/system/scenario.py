@@ -76,8 +76,8 @@ class ServerConfig:
 
 @dataclass(frozen=True)
 class ChannelConfig:
-    kind: str = _f("gauss-markov", "channel process: `gauss-markov` (sampled) or `trace` (read from `trace_file`)",
-                   choices=("gauss-markov", "trace"))
+    kind: str = _f("gauss-markov", "channel model: `gauss-markov` (sampled), `trace` (read from `trace_file`) or "
+                                   "another registered with `psl_env.system.channels.register_channel`")
     subchannel_bw_hz: float = _f(1e6, "bandwidth W of one subchannel, Hz", "typical (SPEC 3)", low=1e3, high=1e9)
     noise_psd_dbm_per_hz: float = _f(-174.0, "noise power spectral density N0, dBm/Hz", "3GPP-style typical",
                                      low=-220.0, high=-100.0)
@@ -343,6 +343,10 @@ def _cross_checks(s: Scenario) -> None:
         if total != s.num_clients:
             raise ScenarioError(f"devices.classes: counts sum to {total}, but num_clients={s.num_clients}; "
                                 "allowed: counts summing to num_clients")
+    from .channels import CHANNELS  # noqa: PLC0415 - the channel models import this module
+
+    if s.channel.kind not in CHANNELS:
+        raise ScenarioError(f"channel.kind: {s.channel.kind!r} is not allowed; allowed: {sorted(CHANNELS)}")
     if s.channel.kind == "trace" and not s.channel.trace_file:
         raise ScenarioError("channel.trace_file: must be set when channel.kind is 'trace'")
 

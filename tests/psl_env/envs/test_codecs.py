@@ -71,7 +71,8 @@ def test_every_action_decodes_feasibly(action_type, scenario, data, seed, steps)
     _, reward, _, _, info = env.step(action)
     np.testing.assert_array_equal(info["allocation"]["owner"], alloc.owner)
     np.testing.assert_array_equal(info["allocation"]["power_w"], alloc.power_w)
-    assert np.isfinite(reward) and info["latency_s"] > 0
+    assert info["latency_s"] > 0
+    assert reward == pytest.approx(-min(info["latency_ratio"], env.config["max_latency_ratio"]))
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS)
