@@ -2,7 +2,7 @@
 
 Enumerates every cut (one common cut, or with per-device cuts every cut vector) and every
 assignment of the M subchannels that serves all N clients, gives each client its water-filled
-power, and prices all candidates at once with ``LatencyModel.latency_arrays``. Exact because:
+power, and prices all candidates at once with ``LatencyModel.price``. Exact because:
 
 - power: for a fixed cut and assignment, water-filling maximizes each client's uplink rate, and
   every latency term is non-increasing in each client's rate (clients do not interfere);

@@ -27,7 +27,7 @@ class _Phases(Protocol):
 def step_time_s(latency: _Phases, iterations: int = 1) -> float:
     """Simulated duration of a step of ``iterations`` local iterations priced by ``latency``.
 
-    ``latency`` is a ``Latency`` (or one round of ``PricedRounds``): ``total`` + (iterations - 1) x
+    ``latency`` is a one-round ``Latency``: ``total`` + (iterations - 1) x
     (uplink_phase + server_compute + downlink_phase).
     """
     total = float(latency.total)
