@@ -3,8 +3,9 @@
 Prints:
 - EPSL-BCD ms per decision at N=10, M=20 with the ResNet-18 profiles (target <= 5 ms), and the
   inner solver's ms per call for one cut (greedy start only, and with the BCD refinement);
-- EPSL-BCD ms per decision as the network grows: N/M = 10/20, 30/60, 60/120, 100/200 (after one
-  untimed warm-up decision: numba compiles on its first call);
+- EPSL-BCD ms per decision as the network grows: N/M = 10/20, 30/60, 60/120, 100/200, with the
+  numpy and the compiled (numba) backend on the same rounds, and whether they decide the same
+  (after one untimed warm-up decision: numba compiles on its first call);
 - the oracle's time per round on small-exact (target <= 1 s);
 - on small-exact over 240 rounds, the median and p95 gap of EPSL-BCD to the oracle (targets <= 1%
   and <= 5%), and whether any method beat the oracle on the same round;
@@ -31,11 +32,10 @@ ROUNDS, EPISODES = 60, 4  # small-exact: 240 rounds
 PER_DEVICE_ROUNDS = 25  # x 2 episodes; the per-device oracle takes ~0.1 s per round
 
 
-def _time_decisions(scenario, rounds: int = 100, inner: bool = True,
-                    spec: str = "epsl-bcd") -> tuple[float, float, float, float]:
+def _time_decisions(scenario, rounds: int = 100, inner: bool = True) -> tuple[float, float, float, float]:
     sim = NetworkSimulator(scenario)
     model = sim.latency_model
-    dm = make_decision_maker(spec, model)
+    dm = make_decision_maker("epsl-bcd", model)
     state = sim.reset(0)
     dm.decide(state.observation())  # warm-up: compiled kernels compile on their first call
     times, inner_greedy, inner_bcd = [], [], []
@@ -58,23 +58,43 @@ def _time_decisions(scenario, rounds: int = 100, inner: bool = True,
 SCALES = ((10, 20, 50), (30, 60, 30), (60, 120, 20), (100, 200, 10))  # N, M, rounds timed
 
 
-def scaling(spec: str = "epsl-bcd") -> None:
-    """EPSL-BCD's decision time as N and M grow (ResNet-18 at 64x64, epsl-resnet18's radio)."""
-    print(f"\n{spec} decision time as the network grows (epsl-resnet18, one warm-up decision untimed)")
-    print("| N | M | mean ms | p95 ms |\n|---:|---:|---:|---:|")
+def scaling() -> None:
+    """EPSL-BCD's decision time as N and M grow, numpy and compiled backends on the same rounds
+    (ResNet-18 at 64x64, epsl-resnet18's radio), and whether they decide the same."""
+    print("\nepsl-bcd decision time as the network grows (epsl-resnet18; one warm-up decision untimed)")
+    print("| N | M | numpy mean ms | numpy p95 | numba mean ms | numba p95 | ratio | same decisions |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---|")
     for n, m, rounds in SCALES:
-        scen = load_scenario("epsl-resnet18", [f"num_clients={n}", f"num_subchannels={m}"])
-        mean, p95, _, _ = _time_decisions(scen, rounds, inner=False, spec=spec)
-        print(f"| {n} | {m} | {mean:.1f} | {p95:.1f} |", flush=True)
+        sim = NetworkSimulator(load_scenario("epsl-resnet18", [f"num_clients={n}", f"num_subchannels={m}"]))
+        dms = {b: make_decision_maker(f"epsl-bcd:backend={b}", sim.latency_model) for b in ("numpy", "numba")}
+        state = sim.reset(0)
+        for dm in dms.values():
+            dm.decide(state.observation())  # warm-up: the kernels compile (or load) on their first call
+        times = {b: [] for b in dms}
+        same = True
+        for _ in range(rounds):
+            obs = state.observation()
+            allocs = {}
+            for b, dm in dms.items():
+                t0 = time.perf_counter()
+                allocs[b] = dm.decide(obs)
+                times[b].append(1e3 * (time.perf_counter() - t0))
+            a, c = allocs["numpy"], allocs["numba"]
+            same &= bool(np.array_equal(a.cut, c.cut) and np.array_equal(a.owner, c.owner)
+                         and np.allclose(a.power_w, c.power_w, rtol=1e-12, atol=0.0))
+            state = sim.step(allocs["numba"])[1]
+        t_np, t_nb = np.asarray(times["numpy"]), np.asarray(times["numba"])
+        print(f"| {n} | {m} | {t_np.mean():.1f} | {np.percentile(t_np, 95):.1f} | {t_nb.mean():.2f} | "
+              f"{np.percentile(t_nb, 95):.2f} | {t_np.mean() / t_nb.mean():.0f}x | {'yes' if same else 'NO'} |",
+              flush=True)
 
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--only-scaling", action="store_true", help="only the decision times as the network grows")
-    ap.add_argument("--spec", default="epsl-bcd", help="decision maker of the scaling table (e.g. epsl-bcd:backend=numpy)")
     args = ap.parse_args(argv)
     print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}")
-    scaling(args.spec)
+    scaling()
     if args.only_scaling:
         return
     print("\nEPSL-BCD decision time, N=10 clients, M=20 subchannels (target <= 5 ms per decision)")

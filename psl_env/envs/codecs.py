@@ -242,7 +242,7 @@ class PriorityCodec(Codec):
             raise ValueError(f"action.assignment: {self.assignment!r} is not allowed; allowed: {list(self.ASSIGNMENTS)}")
         self.greedy = TabulatedGreedy(model)
         # the compiled greedy decode (numba), used for the greedy assignment when available
-        kernels = load_kernels(self.backend, "psl_env.resources.numba_decode") if self.assignment == "greedy" else None
+        kernels = load_kernels(self.backend, "psl_env.resources.kernels") if self.assignment == "greedy" else None
         self.compiled = None if kernels is None else kernels.CompiledGreedy(self.greedy)
         self.candidates = anchor_candidates(self.n, self.m)
         self.scratch = Scratch()

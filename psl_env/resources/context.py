@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..backend import load_kernels
 from ..system.latency import CutTerms, LatencyModel, cut_terms
 from ..system.radio import Radio, dbm_to_w
 from ..system.state import Allocation, Observation
@@ -130,7 +131,7 @@ def greedy_assignment(obs: Observation, weights: np.ndarray, *, noise_w: float =
 def solve_fixed_cut(model: LatencyModel, obs: Observation, cut: np.ndarray | int,
                     priority: np.ndarray | None = None, *, refine: bool = True, max_iter: int = 200,
                     moves: str = "bottleneck", starts: tuple[str, ...] = ("greedy",),
-                    context: ResourceContext | None = None) -> tuple[Allocation, float]:
+                    context: ResourceContext | None = None, kernels=None) -> tuple[Allocation, float]:
     """Subchannels and power for fixed cuts (the EPSL-BCD inner loop), with the modeled latency.
 
     1. Greedy start (``bottleneck_greedy``): each client takes its best subchannel, then the client
@@ -155,6 +156,8 @@ def solve_fixed_cut(model: LatencyModel, obs: Observation, cut: np.ndarray | int
         starts: starting assignments, each refined, the best kept: ``"greedy"`` (step 1) and/or
             ``"proportional"`` (``proportional_start``; ignores ``priority``).
         context: a ``ResourceContext`` of (model, obs) to reuse (else built).
+        kernels: the compiled backend (``psl_env.resources.kernels``) or None for numpy; the same
+            decisions either way (the per-device round structure always runs numpy).
 
     Returns:
         (a feasible ``Allocation``: every subchannel used, every client served, budgets spent;
@@ -172,19 +175,21 @@ def solve_fixed_cut(model: LatencyModel, obs: Observation, cut: np.ndarray | int
         priority = np.broadcast_to(np.asarray(priority, dtype=np.float64), (n,))
         if np.any(priority < 0) or not np.all(np.isfinite(priority)):
             raise ValueError("priority must be finite and >= 0")
+    k = kernels
+    greedy = bottleneck_greedy if k is None else k.greedy
     best_owner, best = None, np.inf
     for start in starts:
         if start == "greedy":
             if priority is None:
-                owner = bottleneck_greedy(ctx, terms.up_off, terms.up_bits, terms.dn_off, terms.dn_bits)
+                owner = greedy(ctx, terms.up_off, terms.up_bits, terms.dn_off, terms.dn_bits)
             else:
-                owner = bottleneck_greedy(ctx, terms.up_off, terms.up_bits * priority)
+                owner = greedy(ctx, terms.up_off, terms.up_bits * priority)
         elif start == "proportional":
-            owner = proportional_start(ctx, terms)
+            owner = proportional_start(ctx, terms) if k is None else k.proportional(ctx, terms)
         else:
             raise ValueError(f"starts: {start!r} is not allowed; allowed: {list(STARTS)}")
         if refine:
-            owner, latency = local_search(ctx, terms, owner, max_iter, moves)
+            owner, latency = (local_search if k is None else k.local_search)(ctx, terms, owner, max_iter, moves)
         else:
             mask = owner[None, :] == np.arange(n)[:, None]
             latency = float(terms.total(*ctx.rates(mask)))
@@ -192,7 +197,8 @@ def solve_fixed_cut(model: LatencyModel, obs: Observation, cut: np.ndarray | int
             best_owner, best = owner, latency
     if best_owner is None:
         raise ValueError("starts: give at least one starting point")
-    return Allocation(cut_arr, best_owner, ctx.powers(best_owner)), best
+    power = ctx.powers(best_owner) if k is None else k.powers(ctx, best_owner)
+    return Allocation(cut_arr, best_owner, power), best
 
 
 def solve_resources(model: LatencyModel, obs: Observation, cut: np.ndarray | int, **options) -> Allocation:
@@ -223,6 +229,7 @@ class FixedCutSolver:
         self.max_iter = int(max_iter)
         self.moves = moves
         self.backend = backend
+        self.kernels = load_kernels(backend, "psl_env.resources.kernels")
 
     def context(self, obs: Observation) -> ResourceContext:
         return ResourceContext(self.model, obs)
@@ -231,7 +238,16 @@ class FixedCutSolver:
               priority: np.ndarray | None = None, context: ResourceContext | None = None) -> tuple[Allocation, float]:
         """(allocation, modeled latency in s) for cuts ``cut`` on the observed round."""
         return solve_fixed_cut(self.model, obs, cut, priority, refine=self.refine, max_iter=self.max_iter,
-                               moves=self.moves, starts=starts, context=context)
+                               moves=self.moves, starts=starts, context=context, kernels=self.kernels)
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["kernels"] = None  # a module: loaded again
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self.kernels = load_kernels(self.backend, "psl_env.resources.kernels")
 
 
 __all__ = ["DEFAULT_NOISE_W", "MOVES", "STARTS", "FixedCutSolver", "ResourceContext", "greedy_assignment",

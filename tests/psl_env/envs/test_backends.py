@@ -58,7 +58,7 @@ def test_backend_option_is_validated(monkeypatch):
     with pytest.raises(ValueError, match="not a codec option"):
         PSLEnv(scenario="small-exact", action_type="box", action={"backend": "numpy"})
     # without numba, "auto" falls back to numpy and "numba" names the missing package
-    monkeypatch.setitem(sys.modules, "psl_env.resources.numba_decode", None)
+    monkeypatch.setitem(sys.modules, "psl_env.resources.kernels", None)
     monkeypatch.setitem(sys.modules, "psl_env.system.channels.kernels", None)
     env = PSLEnv(scenario="small-exact", action_type="box")
     assert env.codec.compiled is None and env.world.channel.kernels is None
