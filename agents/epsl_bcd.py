@@ -68,6 +68,8 @@ class EPSLBCDOptimizer(DecisionMaker):
             alloc, latency = solver.solve(obs, int(self.cuts[j]), context=ctx)
             if latency < best:
                 best, best_alloc = latency, alloc
+        if best_alloc is None:  # scenarios are checked at load: every client holds some cut
+            raise ValueError("epsl-bcd: no cut fits every client's memory cap")
         if self.restart:
             # A second starting point at the best cut escapes most local optima of the greedy start.
             alloc, latency = solver.solve(obs, best_alloc.cut, starts=("proportional",), context=ctx)

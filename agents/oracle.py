@@ -100,7 +100,7 @@ class OracleDecisionMaker(DecisionMaker):
             idx = np.arange(start, min(start + self.chunk, total))
             ci, ai = idx // num_a, idx % num_a
             lat = model.price(gains, obs.client_flops, self.cuts[ci], self.assignments[ai], power[ai], prev,
-                              obs.sync, r_bc)
+                              obs.sync, r_bc, memory_bytes=obs.memory_bytes)
             k = int(np.argmin(lat.total))
             if lat.total[k] < best_val:
                 best_val, best_idx = float(lat.total[k]), int(idx[k])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from psl_env.resources.context import FixedCutSolver
-from psl_env.system.allocation import fixed_allocation
+from psl_env.system.allocation import reference_allocation
 from psl_env.system.latency import LatencyModel
 from psl_env.system.state import Allocation, Observation
 
@@ -15,9 +15,10 @@ from .base import DecisionMaker
 class FixedDecisionMaker(DecisionMaker):
     """The "no optimization" counterpart: middle cut, round-robin subchannels, equal power.
 
-    The same allocation every round (``psl_env.system.allocation.fixed_allocation``); with a
-    per-device-cut scheme every device gets the same cut (PSL with a fixed common cut and equal
-    bandwidth).
+    The same allocation every round (``psl_env.system.allocation.reference_allocation``, the
+    environments' reference); with a per-device-cut scheme every device gets the same cut (PSL with a
+    fixed common cut and equal bandwidth). Where memory caps exclude the cut, the deepest cut every
+    client holds instead.
 
     Args:
         model: the scenario's latency model.
@@ -34,16 +35,15 @@ class FixedDecisionMaker(DecisionMaker):
         self.cut = cut
 
     def decide(self, obs: Observation) -> Allocation:
-        alloc = fixed_allocation(self.model.num_blocks, obs.power_budget_w, obs.num_subchannels)
-        if self.cut is not None:
-            alloc = Allocation(np.full(obs.num_clients, self.cut, dtype=np.int64), alloc.owner, alloc.power_w)
-        return alloc
+        return reference_allocation(self.model.tables, obs.power_budget_w, obs.memory_bytes, obs.num_subchannels,
+                                    self.cut)
 
 
 class RandomDecisionMaker(DecisionMaker):
     """A uniformly random feasible allocation, seeded.
 
-    The cut is uniform over 1..L-1 (one per device with a per-device-cut scheme); every client gets
+    The cut is uniform over the cuts the memory caps allow (one per device with a per-device-cut
+    scheme); every client gets
     one subchannel of a random permutation and the rest go to uniformly random clients; each client
     splits its budget over its subchannels with Dirichlet(1) fractions.
 
@@ -65,8 +65,11 @@ class RandomDecisionMaker(DecisionMaker):
     def decide(self, obs: Observation) -> Allocation:
         n, m = obs.num_clients, obs.num_subchannels
         rng = self.rng
-        cut = rng.integers(1, self.model.num_blocks, size=1 if self.model.common_cut else n)
-        cut = np.broadcast_to(cut, (n,)).astype(np.int64)
+        deepest = self.model.tables.deepest_cut(obs.memory_bytes)  # the cuts each client's memory holds
+        if self.model.common_cut:
+            cut = np.full(n, rng.integers(1, deepest.min() + 1), dtype=np.int64)
+        else:
+            cut = rng.integers(1, deepest + 1).astype(np.int64)
         perm = rng.permutation(m)
         owner = np.empty(m, dtype=np.int64)
         owner[perm[:n]] = rng.permutation(n)

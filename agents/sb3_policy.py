@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from psl_env.system.allocation import fixed_allocation
+from psl_env.system.allocation import reference_allocation
 from psl_env.system.latency import LatencyModel
 from psl_env.system.state import Allocation, Observation
 
@@ -129,7 +129,7 @@ class SB3Policy(DecisionMaker):
         return float(min(ratio, self._max_ratio)) if ratio == ratio else self._max_ratio
 
     def _reference(self, obs: Observation) -> Allocation:
-        return fixed_allocation(self.model.num_blocks, obs.power_budget_w, obs.num_subchannels)
+        return reference_allocation(self.model.tables, obs.power_budget_w, obs.memory_bytes, obs.num_subchannels)
 
     # -- loading ---------------------------------------------------------------------------------------
     @classmethod

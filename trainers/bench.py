@@ -240,7 +240,7 @@ def run_benchmark(scenario: Scenario | str, methods: list[str], rounds: int | No
                         raise RuntimeError(f"{name}: failed in episode {ep} round {rnd}: {err}") from err
                     dt_ms = 1e3 * (time.perf_counter() - t0)
                     try:
-                        check_allocation(alloc, state, model.num_blocks, model.common_cut)
+                        check_allocation(alloc, state, model.tables)
                     except InfeasibleAllocation as err:
                         raise RuntimeError(f"{name}: infeasible allocation in episode {ep} round {rnd}: {err}") from None
                     lat, nxt = sim.step(alloc)

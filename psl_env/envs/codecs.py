@@ -143,8 +143,8 @@ class Codec(ABC):
         self.num_cuts = model.num_blocks - 1  # cut candidates 1..L-1
         self.cut_dims = 1 if model.common_cut else self.n
         self.space = self._space()
-        mem = model.profile.client_memory_bytes(np.arange(1, model.num_blocks), model.batch_size)
-        self._cut_memory = np.asarray(mem, dtype=np.float64)  # [L-1] bytes per cut candidate
+        self._cut_memory = model.tables.client_memory_bytes[1:-1]  # [L-1] bytes per cut candidate
+        self._deepest_memory = float(self._cut_memory.max())  # caps at least this never exclude a cut
 
     @abstractmethod
     def _space(self) -> spaces.Space:
@@ -183,16 +183,20 @@ class Codec(ABC):
 
     # -- masks -------------------------------------------------------------------------------------
     def cut_mask(self, obs: Observation) -> np.ndarray:
-        """[K, C, L-1] cut candidates whose client-side memory fits the clients' caps.
-
-        With a common cut a candidate must fit every client. Where nothing fits, every candidate is
-        allowed (the latency model does not price memory; the mask is advice to the agent).
-        """
+        """[K, C, L-1] cut candidates whose client-side memory fits the clients' caps (with a common
+        cut: every client's). A masked cut decodes to the deepest one that fits (``fit_cuts``)."""
         fits = self._cut_memory[None, None, :] <= obs.memory_bytes[:, :, None]  # [K, N, L-1]
         if self.cut_dims == 1:
             fits = fits.all(axis=1, keepdims=True)
-        none = ~fits.any(axis=2, keepdims=True)
-        return fits | none
+        return fits
+
+    def fit_cuts(self, cut: np.ndarray, obs: Observation) -> tuple[np.ndarray, np.ndarray | None]:
+        """[K, N] cuts moved shallower where the clients' memory caps exclude them, and [K] whether
+        a round's cut moved (None: no cap binds, nothing moved)."""
+        if obs.memory_bytes.min() >= self._deepest_memory:  # the common case: every cut fits
+            return cut, None
+        fitted = self.model.tables.fit_cut(cut, obs.memory_bytes)
+        return fitted, (fitted != cut).any(axis=1).astype(np.int64)
 
     def action_masks(self, obs: Observation) -> np.ndarray | None:
         """Flat per-dimension masks [K, sum(nvec)] for MaskablePPO, or None when not discrete."""
@@ -248,13 +252,16 @@ class PriorityCodec(Codec):
         self.scratch = Scratch()
 
     def allocate(self, cut: np.ndarray, priority: np.ndarray, obs: Observation) -> Decoded:
-        """[K, N] cuts and [K, N] priorities in [-1, 1] -> allocations."""
+        """[K, N] cuts and [K, N] priorities in [-1, 1] -> allocations (cuts over a memory cap move
+        to the deepest that fits, counted as repairs)."""
         urgency = np.exp(self.priority_range * priority)
         k = cut.shape[0]
+        cut, moved = self.fit_cuts(cut, obs)
+        repairs = self._zeros(k) if moved is None else moved
         if self.compiled is not None:
             owner, power = self.compiled.decode(obs.gains, obs.power_budget_w, obs.client_flops, cut, urgency,
                                                 obs.broadcast_rate)
-            return Decoded(cut, owner, power, self._zeros(k), self._zeros(k), True)
+            return Decoded(cut, owner, power, repairs, self._zeros(k), True)
         if self.assignment == "greedy":
             owner, power = self.greedy.decode(obs.gains, obs.power_budget_w, obs.client_flops, cut, urgency,
                                               obs.broadcast_rate)
@@ -264,7 +271,7 @@ class PriorityCodec(Codec):
             owner = priority_owner(obs.gains, need * urgency, self.candidates, mean_gain, self.scratch)
             inv_snr = self.model.radio.noise_w / gather_owned(obs.gains, owner, all_used=True)
             power = water_fill_owned(owner, inv_snr, obs.power_budget_w)
-        return Decoded(cut, owner, power, self._zeros(k), self._zeros(k), True)
+        return Decoded(cut, owner, power, repairs, self._zeros(k), True)
 
     def _priority_of(self, alloc: Allocation, obs: Observation) -> np.ndarray:
         """Priorities that move the decoded subchannel counts towards the allocation's (a projection:
@@ -416,12 +423,13 @@ class AssistedCodec(Codec):
         cut = self._cuts(actions.reshape(k, -1) + 1)
         if self._greedy is not None:
             return self._greedy.allocate(cut, np.zeros((k, self.n)), obs)
+        cut, moved = self.fit_cuts(cut, obs)
         owner = np.empty((k, self.m), dtype=np.int64)
         power = np.empty((k, self.m))
         for i in range(k):
             alloc = self._solver.solve(obs[i], cut[i])[0]
             owner[i], power[i] = alloc.owner, alloc.power_w
-        return Decoded(cut, owner, power, self._zeros(k), self._zeros(k), True)
+        return Decoded(cut, owner, power, self._zeros(k) if moved is None else moved, self._zeros(k), True)
 
     def encode(self, alloc: Allocation, obs: Observation) -> np.ndarray:
         if self.cut_dims == 1:
@@ -484,7 +492,7 @@ class DictCodec(Codec):
 
     def decode_batch(self, actions: dict[str, np.ndarray], obs: Observation) -> Decoded:
         k, n, m = obs.num_envs, self.n, self.m
-        cut = self._cuts(actions["cut"])
+        cut, moved = self.fit_cuts(self._cuts(actions["cut"]), obs)
         owner = actions["owner"].copy()
         frac = actions["power_fraction"].copy()
         rows = np.arange(k)[:, None]
@@ -492,10 +500,11 @@ class DictCodec(Codec):
         bins = np.where(used, owner + rows * n, k * n).ravel()
         counts = np.bincount(bins, minlength=k * n + 1)[: k * n].reshape(k, n)
         served = counts > 0
-        repairs = self._zeros(k)
+        repairs = self._zeros(k) if moved is None else moved
         for i in np.flatnonzero(~served.all(axis=1)):
             before = owner[i].copy()
-            owner[i], repairs[i] = repair_owner(owner[i], obs.gains[i])
+            owner[i], fixed = repair_owner(owner[i], obs.gains[i])
+            repairs[i] += fixed
             changed = owner[i] != before
             frac[i, changed] = 0.0  # a repaired subchannel carries no power of its old owner
         used = owner >= 0

@@ -55,7 +55,8 @@ class PSLCore:
         self.scenario = scenario
         self.k = k = int(num_envs)
         self.model = LatencyModel(scenario, load_profile(scenario.model), backend)
-        self.world = World(scenario, k, self.model.radio, self.model.uses_broadcast, backend)
+        self.world = World(scenario, k, self.model.radio, self.model.uses_broadcast, backend,
+                           self.model.tables.min_memory_bytes)
         self.codec: Codec = make_codec(action_type, self.model, action_options, backend)
         self.encoder = ObservationEncoder(scenario, self.model)
         self.reward_kind = reward
@@ -65,7 +66,8 @@ class PSLCore:
         # with the K allocations in one batch: rows K..2K-1 read the gains of envs 0..K-1
         cut, owner, _ = fixed_allocations(self.model.num_blocks, np.ones((k, scenario.num_clients)),
                                           scenario.num_subchannels)
-        self._ref_cut, self._ref_owner = cut, owner
+        self._ref_cut_middle, self._ref_owner = cut, owner
+        self._ref_cut = cut.copy()
         self._ref_counts = np.bincount(owner[0], minlength=scenario.num_clients)[owner[0]]
         self._rows = np.tile(np.arange(k), 2)
         self._static = np.zeros((k, 2 * scenario.num_clients), dtype=np.float32)  # features fixed per episode
@@ -84,6 +86,8 @@ class PSLCore:
     def reset_env(self, i: int, rng: np.random.Generator) -> None:
         """Start a new episode in env i, drawing from ``rng`` (which env i keeps using)."""
         self.world.reset_env(i, rng)
+        # the reference's middle cut, moved shallower where the episode's memory caps demand it
+        self._ref_cut[i] = self.model.tables.fit_cut(self._ref_cut_middle[i], self.world.memory_bytes[i])
         self._early_obs = None  # its gain features are stale for env i
         self.prev_ratio[i] = 0.0
         w = self.world
@@ -114,8 +118,9 @@ class PSLCore:
         flops = np.concatenate([w.client_flops, w.client_flops])
         sync = np.concatenate([w.sync, w.sync])
         r_bc = None if w.r_bc is None else np.concatenate([w.r_bc, w.r_bc])
+        memory = np.concatenate([w.memory_bytes, w.memory_bytes])
         priced = self.model.price(w.gains, flops, cut, owner, power, prev if w.has_prev.any() else None, sync, r_bc,
-                                  self._rows)
+                                  self._rows, memory)
         return priced.rows(slice(0, k)), priced.total[k:]
 
     def play(self, actions: Any, active: np.ndarray | None = None) -> StepOutcome:

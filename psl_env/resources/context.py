@@ -69,7 +69,7 @@ class ResourceContext:
         """The latency of cuts ``cut`` [..., N] on this round as a function of the rates."""
         obs = self.obs
         return cut_terms(self.model.tables, cut, obs.client_flops, self.broadcast_rate,
-                         obs.prev_cut if obs.has_prev else None, obs.sync)
+                         obs.prev_cut if obs.has_prev else None, obs.sync, obs.memory_bytes)
 
     def lower_bound(self, terms: CutTerms) -> np.ndarray:
         """A lower bound on the latency of ``terms``' cuts over every assignment and power."""
@@ -175,7 +175,7 @@ def solve_fixed_cut(model: LatencyModel, obs: Observation, cut: np.ndarray | int
         priority = np.broadcast_to(np.asarray(priority, dtype=np.float64), (n,))
         if np.any(priority < 0) or not np.all(np.isfinite(priority)):
             raise ValueError("priority must be finite and >= 0")
-    k = kernels
+    k = kernels if terms.server_client_s is None else None
     greedy = bottleneck_greedy if k is None else k.greedy
     best_owner, best = None, np.inf
     for start in starts:
@@ -193,7 +193,7 @@ def solve_fixed_cut(model: LatencyModel, obs: Observation, cut: np.ndarray | int
         else:
             mask = owner[None, :] == np.arange(n)[:, None]
             latency = float(terms.total(*ctx.rates(mask)))
-        if latency < best:
+        if best_owner is None or latency < best:  # (a cut over a memory cap is infinite for every start)
             best_owner, best = owner, latency
     if best_owner is None:
         raise ValueError("starts: give at least one starting point")

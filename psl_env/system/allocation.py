@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from typing import TYPE_CHECKING
+
 from .state import Allocation
+
+if TYPE_CHECKING:
+    from .scheme import SchemeTables
 
 
 def make_allocation(cut: np.ndarray | int, owner: np.ndarray, power_w: np.ndarray, num_clients: int) -> Allocation:
@@ -38,6 +43,15 @@ def fixed_allocation(num_blocks: int, power_budget_w: np.ndarray, num_subchannel
     n = power_budget_w.shape[0]
     owner = round_robin_owner(n, num_subchannels)
     return make_allocation(middle_cut(num_blocks), owner, equal_power(owner, power_budget_w), n)
+
+
+def reference_allocation(tables: "SchemeTables", power_budget_w: np.ndarray, memory_bytes: np.ndarray,
+                         num_subchannels: int, cut: int | None = None) -> Allocation:
+    """The fixed reference of every comparison (rewards, ``fixed``): ``fixed_allocation`` at the middle
+    cut (or ``cut``), moved shallower where the clients' memory caps demand it."""
+    alloc = fixed_allocation(tables.num_blocks, power_budget_w, num_subchannels)
+    want = alloc.cut if cut is None else np.full_like(alloc.cut, cut)
+    return Allocation(tables.fit_cut(want, memory_bytes), alloc.owner, alloc.power_w)
 
 
 def fixed_allocations(num_blocks: int, power_budget_w: np.ndarray, num_subchannels: int

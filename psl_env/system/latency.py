@@ -137,6 +137,8 @@ class CutTerms:
         sync_rows: [...] which rows sync when ``sync`` differs across a batch (None: all of them).
         mig_bits: |delta_{j_i} - delta_{prev_i}| when migration is charged and some cut moves, else None.
         mig_up: True where the blocks are uploaded (the cut moved towards the input).
+        server_client_s: [..., N] each client's own server time with ``round_structure: per-device``
+            (the round is the slowest device's chain, ``server_s`` its sum), else None.
     """
 
     client_fwd_s: np.ndarray
@@ -149,6 +151,7 @@ class CutTerms:
     sync_rows: np.ndarray | None = None
     mig_bits: np.ndarray | None = None
     mig_up: np.ndarray | None = None
+    server_client_s: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if np.ndim(self.broadcast_s) == 0 and self.broadcast_s == 0.0:
@@ -184,19 +187,34 @@ class CutTerms:
 
     def total(self, rate_up: np.ndarray, rate_down: np.ndarray) -> np.ndarray:
         """Round latency, s: the cut axes broadcast against the rate axes, minus the client axis."""
-        t = (self.uplink_times(rate_up).max(axis=-1) + self.server_s
-             + self.downlink_times(rate_down).max(axis=-1))
+        if self.server_client_s is not None:
+            t = (self.uplink_times(rate_up) + self.server_client_s + self.downlink_times(rate_down)).max(axis=-1)
+        else:
+            t = (self.uplink_times(rate_up).max(axis=-1) + self.server_s
+                 + self.downlink_times(rate_down).max(axis=-1))
         for term in self.extra_terms(rate_up, rate_down):
             t = t + term.max(axis=-1)
         return t
 
     def latency(self, rate_up: np.ndarray, rate_down: np.ndarray) -> Latency:
-        """The full breakdown of ``total`` (phases, per-client times and rates)."""
+        """The full breakdown of ``total`` (phases, per-client times and rates). With the per-device
+        round structure the phases are those of the slowest device (they still sum to the total)."""
         t_up = self.up_bits / rate_up
         t_dn = self.dn_bits / rate_down
-        uplink_phase = (self.client_fwd_s + t_up).max(axis=-1)
-        downlink_phase = (self.dn_off + t_dn).max(axis=-1)
-        total = uplink_phase + self.server_s + downlink_phase
+        up_i = self.client_fwd_s + t_up
+        dn_i = self.dn_off + t_dn
+        if self.server_client_s is not None:
+            chain = up_i + self.server_client_s + dn_i
+            slowest = np.expand_dims(np.argmax(chain, axis=-1), -1)
+            uplink_phase = np.take_along_axis(np.broadcast_to(up_i, chain.shape), slowest, -1)[..., 0]
+            server = np.take_along_axis(np.broadcast_to(self.server_client_s, chain.shape), slowest, -1)[..., 0]
+            downlink_phase = np.take_along_axis(np.broadcast_to(dn_i, chain.shape), slowest, -1)[..., 0]
+            total = chain.max(axis=-1)
+        else:
+            uplink_phase = up_i.max(axis=-1)
+            downlink_phase = dn_i.max(axis=-1)
+            server = self.server_s
+            total = uplink_phase + self.server_s + downlink_phase
         zero = np.zeros_like(total)
         sync = migration = zero
         extra = [term.max(axis=-1) for term in self.extra_terms(rate_up, rate_down)]
@@ -208,24 +226,30 @@ class CutTerms:
             migration = extra[-1]
         if not (np.ndim(self.broadcast_s) == 0 and self.broadcast_s == 0.0):
             t_dn = t_dn + np.asarray(self.broadcast_s)[..., None]
-        return Latency(total, uplink_phase, np.broadcast_to(self.server_s, np.shape(total)), downlink_phase,
+        return Latency(total, uplink_phase, np.broadcast_to(server, np.shape(total)), downlink_phase,
                        sync, migration, np.broadcast_to(self.client_fwd_s, t_up.shape), t_up, t_dn,
                        np.broadcast_to(self.client_bwd_s, t_dn.shape), rate_up, rate_down)
 
 
 def server_time(tables: SchemeTables, cut: np.ndarray) -> np.ndarray:
-    """TsF + TsB of cuts [..., N], s: every client's rows forward, (1 - phi) of them backward per
-    client, and the aggregated rows backward once at the common cut (EPSL)."""
+    """TsF + TsB of cuts [..., N], s: every client's rows forward, (b - m) of them backward per
+    client, and EPSL's m averaged rows forward and backward once at the common cut."""
     server_fwd = tables.server_fwd_flops[cut].sum(axis=-1)
     server_bwd = tables.server_bwd_scale * tables.server_bwd_flops[cut].sum(axis=-1)
     if tables.server_shared_bwd_flops is not None:
+        server_fwd = server_fwd + tables.server_shared_fwd_flops[cut[..., 0]]
         server_bwd = server_bwd + tables.server_shared_bwd_flops[cut[..., 0]]
     return (server_fwd + server_bwd) / tables.server_flops
 
 
+def server_time_per_client(tables: SchemeTables, cut: np.ndarray) -> np.ndarray:
+    """[..., N] the server's time on each client's rows alone, s (``round_structure: per-device``, phi = 0)."""
+    return (tables.server_fwd_flops[cut] + tables.server_bwd_flops[cut]) / tables.server_flops
+
+
 def cut_terms(tables: SchemeTables, cut: np.ndarray, client_flops: np.ndarray,
               broadcast_rate: np.ndarray | float | None = None, prev_cut: np.ndarray | None = None,
-              sync: np.ndarray | bool = False) -> CutTerms:
+              sync: np.ndarray | bool = False, memory_bytes: np.ndarray | None = None) -> CutTerms:
     """The rate-independent terms of the round latency for cuts ``cut`` [..., N].
 
     Args:
@@ -237,9 +261,15 @@ def cut_terms(tables: SchemeTables, cut: np.ndarray, client_flops: np.ndarray,
         prev_cut: [..., N] the previous round's cuts, for migration (None: no previous round; in a
             batch, rows without a previous round pass their current cut).
         sync: whether the round syncs (FedAvg), a bool or [...] per row.
+        memory_bytes: [..., N] client memory caps: a client whose cut needs more never finishes
+            (infinite forward time). None: not checked.
     """
     cut = np.asarray(cut)
     t_fwd = tables.client_fwd_flops[cut] / client_flops
+    if memory_bytes is not None:
+        over = tables.client_memory_bytes[cut] > memory_bytes
+        if over.any():
+            t_fwd = np.where(over, np.inf, t_fwd)
     t_bwd = tables.client_bwd_flops[cut] / client_flops
     server_s = server_time(tables, cut)
     broadcast_s = 0.0
@@ -260,15 +290,18 @@ def cut_terms(tables: SchemeTables, cut: np.ndarray, client_flops: np.ndarray,
         moved = np.abs(delta - tables.param_bits[prev])
         if np.any(moved > 0):
             mig_bits, mig_up = moved, np.broadcast_to(cut < prev, moved.shape)
+    chain = server_time_per_client(tables, cut) if tables.per_device_chain else None
     return CutTerms(t_fwd, t_bwd, broadcast_s, tables.up_bits[cut], tables.dn_unicast_bits[cut], server_s,
-                    sync_bits, sync_rows, mig_bits, mig_up)
+                    sync_bits, sync_rows, mig_bits, mig_up, chain)
 
 
 def latency_from_rates(tables: SchemeTables, cut: np.ndarray, rate_up: np.ndarray, rate_down: np.ndarray,
                        client_flops: np.ndarray, broadcast_rate: np.ndarray | float | None = None,
-                       prev_cut: np.ndarray | None = None, sync: np.ndarray | bool = False) -> Latency:
+                       prev_cut: np.ndarray | None = None, sync: np.ndarray | bool = False,
+                       memory_bytes: np.ndarray | None = None) -> Latency:
     """The round latency of cuts ``cut`` [..., N] at per-client rates [..., N] (see ``cut_terms``)."""
-    return cut_terms(tables, cut, client_flops, broadcast_rate, prev_cut, sync).latency(rate_up, rate_down)
+    return cut_terms(tables, cut, client_flops, broadcast_rate, prev_cut, sync, memory_bytes).latency(rate_up,
+                                                                                                       rate_down)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -292,6 +325,12 @@ class LatencyModel:
         self.profile = profile
         self.tables = SchemeTables.build(scenario, profile)
         self.radio = Radio.of(scenario)
+        dev = scenario.devices
+        if dev.kind == "classes":
+            self.tables.check_caps([c["memory_bytes"] for c in dev.classes], "devices.classes.memory_bytes",
+                                   [c["name"] for c in dev.classes])
+        else:
+            self.tables.check_caps(dev.memory_bytes[1], "devices.memory_bytes")
         self.num_clients = scenario.num_clients
         self.num_subchannels = scenario.num_subchannels
         self.num_blocks = profile.num_blocks
@@ -307,6 +346,7 @@ class LatencyModel:
             t.client_fwd_flops, t.client_bwd_flops, t.up_bits, t.dn_unicast_bits,
             no_bc if t.dn_broadcast_bits is None else t.dn_broadcast_bits, t.param_bits]), dtype=np.float64)
         self._bases: dict[tuple, np.ndarray] = {}
+        self._no_chain = np.zeros((1, 1))
 
     @property
     def uses_broadcast(self) -> bool:
@@ -327,27 +367,30 @@ class LatencyModel:
 
     def price(self, gains: np.ndarray, client_flops: np.ndarray, cut: np.ndarray, owner: np.ndarray,
               power_w: np.ndarray, prev_cut: np.ndarray | None = None, sync: np.ndarray | bool = False,
-              broadcast_rate: np.ndarray | float | None = None, gains_rows: np.ndarray | None = None) -> Latency:
+              broadcast_rate: np.ndarray | float | None = None, gains_rows: np.ndarray | None = None,
+              memory_bytes: np.ndarray | None = None) -> Latency:
         """The latency of allocations on gains [..., N, M] (``broadcast_rate``: R_bc if known).
 
         ``prev_cut``: the previous round's cuts [..., N] (None: no previous round; in a batch, rows
         without one pass their current cut). ``gains_rows`` [R]: with gains [K, N, M], row r of the
         allocations is priced on ``gains[gains_rows[r]]`` (several allocations of one round at once);
         the per-row arguments (``client_flops``, ``sync``, ``broadcast_rate``) then have R rows too.
+        ``memory_bytes`` [..., N]: the clients' memory caps (a cut over a cap never finishes).
         """
         with np.errstate(divide="ignore", invalid="ignore"):  # a client without a rate waits forever
             if self.kernels is not None and gains.ndim == 3 and owner.ndim == 2:
                 return self._price_compiled(gains, client_flops, cut, owner, power_w, prev_cut, sync, broadcast_rate,
-                                            gains_rows)
+                                            gains_rows, memory_bytes)
             if gains_rows is not None:
                 gains = gains[gains_rows]
             if broadcast_rate is None and self.tables.uses_broadcast:
                 broadcast_rate = self.radio.broadcast_rate(gains)
             up, down = rates(self.radio, gains, owner, power_w)
-            return latency_from_rates(self.tables, cut, up, down, client_flops, broadcast_rate, prev_cut, sync)
+            return latency_from_rates(self.tables, cut, up, down, client_flops, broadcast_rate, prev_cut, sync,
+                                      memory_bytes)
 
     def _price_compiled(self, gains, client_flops, cut, owner, power_w, prev_cut, sync, broadcast_rate,
-                        gains_rows) -> Latency:
+                        gains_rows, memory_bytes) -> Latency:
         """``price`` of a batch with the compiled kernel (the spectral efficiencies and the server sums
         with numpy, see ``latency_kernels``)."""
         k, n, m = gains.shape
@@ -374,24 +417,29 @@ class LatencyModel:
             if broadcast_rate is None:
                 broadcast_rate = radio.broadcast_rate(gains if gains_rows is None else gains[gains_rows])
             r_bc[:] = broadcast_rate
+        t = self.tables
+        over = np.zeros((rows, n), dtype=bool) if memory_bytes is None else t.client_memory_bytes[cut] > memory_bytes
+        server_client = server_time_per_client(t, cut) if t.per_device_chain else self._no_chain
         total = np.empty(rows)
         phases = np.empty((5, rows))
         client = np.empty((6, rows, n))
         self.kernels.price_rows(np.ascontiguousarray(owner, dtype=np.int64), up_se, down_se, cut,
-                                np.ascontiguousarray(client_flops, dtype=np.float64), prev, has_prev, sync_rows, r_bc,
-                                np.ascontiguousarray(server_s, dtype=np.float64), self._kernel_tables, radio.bw_hz,
-                                self.tables.uses_broadcast, self.tables.migration, total, phases, client)
+                                np.ascontiguousarray(client_flops, dtype=np.float64), over, prev, has_prev, sync_rows,
+                                r_bc, np.ascontiguousarray(server_s, dtype=np.float64), server_client,
+                                self._kernel_tables, radio.bw_hz, t.uses_broadcast, t.migration, t.per_device_chain,
+                                total, phases, client)
         return Latency(total, *phases, *client)
 
     def evaluate(self, state: RoundState, alloc: Allocation) -> Latency:
         """The latency of one round on its true gains."""
         return self.price(state.gains, state.client_flops, alloc.cut, alloc.owner, alloc.power_w, state.prev_cut,
-                          state.sync).scalar()
+                          state.sync, memory_bytes=state.memory_bytes).scalar()
 
     def expected(self, obs: Observation, alloc: Allocation) -> Latency:
         """The latency of one round as a decision expects it (on the observed gains)."""
         return self.price(obs.gains, obs.client_flops, alloc.cut, alloc.owner, alloc.power_w,
-                          obs.prev_cut if obs.has_prev else None, obs.sync, obs.broadcast_rate).scalar()
+                          obs.prev_cut if obs.has_prev else None, obs.sync, obs.broadcast_rate,
+                          memory_bytes=obs.memory_bytes).scalar()
 
 
 def round_latency(state: RoundState, alloc: Allocation, model: LatencyModel) -> Latency:

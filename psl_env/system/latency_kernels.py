@@ -27,15 +27,18 @@ def _max_nan(cur, v):  # pragma: no cover - compiled
 
 # error_model="numpy": x / 0 gives inf or NaN as in numpy (a client without a rate waits forever)
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def price_rows(owner, up_se, down_se, cut, flops, prev, has_prev, sync, r_bc, server_s, tables, bw, use_bc, migration,
-               total, phases, client):  # pragma: no cover
+def price_rows(owner, up_se, down_se, cut, flops, over, prev, has_prev, sync, r_bc, server_s, server_client, tables,
+               bw, use_bc, migration, chain, total, phases, client):  # pragma: no cover
     """Price R rounds.
 
     Args:
         owner: [R, M] int64 client of each subchannel (-1 unused).
         up_se, down_se: [R, M] uplink / downlink spectral efficiency of each subchannel for its owner.
         cut, prev: [R, N] int64 cuts and previous cuts (read where ``has_prev``); flops: [R, N] FLOP/s.
+        over: [R, N] bool, the cut needs more memory than the client has (it never finishes).
         has_prev, sync: [R] bool; r_bc: [R] broadcast rates (read with ``use_bc``); server_s: [R] s.
+        server_client: [R, N] each client's own server time (read with ``chain``: the round is the
+            slowest device's chain, ``round_structure: per-device``).
         tables: [6, L + 1] the ``SchemeTables`` arrays: client forward and backward FLOPs, uplink,
             unicast and broadcast downlink bits, parameter bits.
         bw: subchannel bandwidth, Hz. migration: whether cut changes are charged.
@@ -66,23 +69,33 @@ def price_rows(owner, up_se, down_se, cut, flops, prev, has_prev, sync, r_bc, se
         bc = bc_tab[cut[r, 0]] / r_bc[r] if use_bc else 0.0
         up_phase = -np.inf
         dn_phase = -np.inf
+        slowest = -np.inf
+        server = server_s[r]
         for i in range(n):
             c = cut[r, i]
             ru = up[i] * bw
             rd = down[i] * bw
-            t_fwd = fwd_tab[c] / flops[r, i]
+            t_fwd = np.inf if over[r, i] else fwd_tab[c] / flops[r, i]
             t_bwd = bwd_tab[c] / flops[r, i]
             t_up = up_tab[c] / ru
             t_dn = dn_tab[c] / rd
-            up_phase = _max_nan(up_phase, t_fwd + t_up)
-            dn_phase = _max_nan(dn_phase, (t_bwd + bc) + t_dn if use_bc else t_bwd + t_dn)
+            up_i = t_fwd + t_up
+            dn_i = (t_bwd + bc) + t_dn if use_bc else t_bwd + t_dn
+            if chain:  # the phases of the slowest device (numpy's argmax: the first maximum, or NaN)
+                own = (up_i + server_client[r, i]) + dn_i
+                if own > slowest or (own != own and slowest == slowest):
+                    slowest = own
+                    up_phase, dn_phase, server = up_i, dn_i, server_client[r, i]
+            else:
+                up_phase = _max_nan(up_phase, up_i)
+                dn_phase = _max_nan(dn_phase, dn_i)
             client[0, r, i] = t_fwd
             client[1, r, i] = t_up
             client[2, r, i] = t_dn + bc if use_bc else t_dn
             client[3, r, i] = t_bwd
             client[4, r, i] = ru
             client[5, r, i] = rd
-        t = up_phase + server_s[r] + dn_phase
+        t = slowest if chain else up_phase + server + dn_phase
         sync_s = 0.0
         if any_sync:
             s_up = -np.inf
@@ -105,7 +118,7 @@ def price_rows(owner, up_se, down_se, cut, flops, prev, has_prev, sync, r_bc, se
             t = t + mig
         total[r] = t
         phases[0, r] = up_phase
-        phases[1, r] = server_s[r]
+        phases[1, r] = server
         phases[2, r] = dn_phase
         phases[3, r] = sync_s
         phases[4, r] = mig

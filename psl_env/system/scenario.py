@@ -145,10 +145,20 @@ class Scenario:
     rounds: int = _f(100, "rounds per episode", low=1, high=10**8)
     downlink: str = _f("broadcast", "downlink model: `broadcast` (EPSL), `unicast` or `ignore`",
                        "EPSL (broadcast)", choices=("broadcast", "unicast", "ignore"))
-    sync_period: int = _f(0, "FedAvg of client-side models every K rounds (0 = never; `sfl` defaults to 1)",
-                          "SplitFed", low=0, high=10**8)
+    sync_period: int = _f(None, "FedAvg of client-side models every K rounds (0 = never); unset: the scheme's "
+                                "own, 1 for `sfl` and `edgesplit` (client-side models of the same blocks "
+                                "aggregated every round), 0 for `psl` and `epsl`", "SplitFed, EdgeSplit",
+                          low=0, high=10**8, nullable=True)
     migration: bool = _f(True, "charge the migration of blocks when a cut changes between rounds")
-    bits_per_element: int = _f(32, "bits per transmitted activation/gradient element", low=1, high=64)
+    bits_per_element: int = _f(32, "bits per transmitted activation/gradient element (32: fp32; 16 and 8 model "
+                                   "compressed transfers); parameters (sync, migration) keep their own width",
+                               low=1, high=64)
+    round_structure: str = _f("phases", "`phases`: every client uploads, then the server computes, then every "
+                                        "client downloads (barriers between phases; EPSL, SplitFed); `per-device`: "
+                                        "each device's own chain of compute, upload, its server part, download "
+                                        "and backward, the round ending with the slowest device (EdgeSplit's "
+                                        "makespan; our reading of the paper; needs phi = 0)",
+                              choices=("phases", "per-device"))
     devices: DevicesConfig = field(default_factory=DevicesConfig, metadata={"doc": "client devices"})
     server: ServerConfig = field(default_factory=ServerConfig, metadata={"doc": "edge server"})
     channel: ChannelConfig = field(default_factory=ChannelConfig, metadata={"doc": "wireless channel"})
@@ -161,9 +171,9 @@ class Scenario:
 
     @property
     def effective_sync_period(self) -> int:
-        """Rounds between FedAvg syncs (0 = never); ``sfl`` syncs every round unless set."""
-        if self.scheme == "sfl" and self.sync_period == 0:
-            return 1
+        """Rounds between FedAvg syncs (0 = never): ``sync_period``, or the scheme's default."""
+        if self.sync_period is None:
+            return 1 if self.scheme in ("sfl", "edgesplit") else 0
         return self.sync_period
 
     def to_dict(self) -> dict:
@@ -335,6 +345,9 @@ def _cross_checks(s: Scenario) -> None:
     if s.scheme in ("psl", "sfl", "edgesplit") and s.phi != 0.0:
         extra = " (per-device cuts require phi = 0)" if s.scheme == "edgesplit" else ""
         raise ScenarioError(f"phi: {s.phi:g} is not allowed with scheme={s.scheme!r}{extra}; allowed: 0")
+    if s.round_structure == "per-device" and s.phi != 0.0:
+        raise ScenarioError(f"round_structure: 'per-device' is not allowed with phi={s.phi:g} (the aggregated "
+                            "rows tie the clients together); allowed: phi = 0, or round_structure 'phases'")
     corr = s.channel.correlation
     if corr != "doppler" and (isinstance(corr, bool) or not isinstance(corr, (int, float)) or not 0 <= corr <= 1):
         raise ScenarioError(f"channel.correlation: {corr!r} is not allowed; allowed: a number in [0, 1] or 'doppler'")

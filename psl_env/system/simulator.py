@@ -31,7 +31,8 @@ class NetworkSimulator:
         self.scenario = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
         self.profile = profile or load_profile(self.scenario.model)
         self.latency_model = LatencyModel(self.scenario, self.profile, backend)
-        self.world = World(self.scenario, 1, self.latency_model.radio, self.latency_model.uses_broadcast, backend)
+        model = self.latency_model
+        self.world = World(self.scenario, 1, model.radio, model.uses_broadcast, backend, model.tables.min_memory_bytes)
         self.rng = np.random.default_rng(self.scenario.seed)
         self.state: RoundState | None = None
 

@@ -4,8 +4,12 @@ round (true state), the observation (what a scheduler may see) and the allocatio
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from .scheme import SchemeTables
 
 
 @dataclass
@@ -166,11 +170,12 @@ class InfeasibleAllocation(ValueError):
     """An allocation breaks a constraint; the message says which."""
 
 
-def check_allocation(alloc: Allocation, state: RoundState | Observation, num_blocks: int, common_cut: bool,
+def check_allocation(alloc: Allocation, state: RoundState | Observation, tables: "SchemeTables",
                      rtol: float = 1e-9) -> None:
     """Raise ``InfeasibleAllocation`` unless ``alloc`` satisfies every constraint of the round
-    (docs/system-model.md): cut range, common cut, one owner per subchannel, power budgets, every
-    client served."""
+    (docs/system-model.md): cut range, common cut, memory caps, one owner per subchannel, power
+    budgets, every client served. ``tables``: the scenario's ``SchemeTables``."""
+    num_blocks, common_cut = tables.num_blocks, tables.common_cut
     n, m = state.num_clients, state.num_subchannels
     cut, owner, power = alloc.cut, alloc.owner, alloc.power_w
     if cut.shape != (n,) or owner.shape != (m,) or power.shape != (m,):
@@ -180,6 +185,10 @@ def check_allocation(alloc: Allocation, state: RoundState | Observation, num_blo
         raise InfeasibleAllocation(f"cut {cut.tolist()} outside 1..{num_blocks - 1}")
     if common_cut and np.any(cut != cut[0]):
         raise InfeasibleAllocation(f"cut {cut.tolist()} is not common but the scheme needs one cut")
+    over = tables.client_memory_bytes[cut] > state.memory_bytes
+    if np.any(over):
+        raise InfeasibleAllocation(f"cut {cut.tolist()} needs more memory than clients "
+                                   f"{np.flatnonzero(over).tolist()} have")
     if np.any(owner < -1) or np.any(owner >= n):
         raise InfeasibleAllocation(f"owner {owner.tolist()} outside -1..{n - 1}")
     if not np.all(np.isfinite(power)) or np.any(power < 0):

@@ -51,6 +51,7 @@ class World:
             observed gains of every env (EPSL's broadcast downlink needs it every round).
         broadcast: keep the broadcast rates.
         backend: compiled kernels or numpy (``psl_env.backend``).
+        min_memory_bytes: the memory of the model's shallowest cut (drawn caps are at least this).
 
     Attributes (arrays with leading axis K): ``client_flops``, ``power_budget_w``, ``memory_bytes``
     [K, N]; ``gains`` (true) and ``observed_gains`` [K, N, M]; ``r_bc`` / ``r_bc_seen`` [K] (with
@@ -59,7 +60,7 @@ class World:
     """
 
     def __init__(self, scenario: Scenario, num_envs: int = 1, radio: Radio | None = None, broadcast: bool = False,
-                 backend: str = "auto") -> None:
+                 backend: str = "auto", min_memory_bytes: float = 0.0) -> None:
         self.scenario = scenario
         self.k = k = int(num_envs)
         self.n = n = scenario.num_clients
@@ -70,6 +71,7 @@ class World:
         self.sync_period = scenario.effective_sync_period
         self.radio = radio
         self.needs_broadcast = bool(broadcast)
+        self.min_memory_bytes = float(min_memory_bytes)
         self._fixed_devices: Devices | None = None
         self.devices: list[Devices | None] = [None] * k
         self.client_flops = np.zeros((k, n))
@@ -97,10 +99,10 @@ class World:
         s = self.scenario
         if s.devices.resample == "fixed":
             if self._fixed_devices is None:
-                self._fixed_devices = sample_devices(s, np.random.default_rng(s.seed))
+                self._fixed_devices = sample_devices(s, np.random.default_rng(s.seed), self.min_memory_bytes)
             devices = self._fixed_devices
         else:
-            devices = sample_devices(s, rng)
+            devices = sample_devices(s, rng, self.min_memory_bytes)
         self.devices[i] = devices
         prev, gains = self.channel.reset_env(i, devices)
         self.episode[i] += 1

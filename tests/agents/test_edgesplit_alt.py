@@ -10,6 +10,7 @@ from hypothesis.extra.numpy import arrays
 
 from agents.edgesplit_alt import EdgeSplitAltOptimizer, round_shares
 from agents.references import FixedDecisionMaker
+from psl_env.system.scenario import load_scenario
 from psl_env.system.simulator import NetworkSimulator
 from psl_env.system.state import check_allocation
 
@@ -31,12 +32,16 @@ def test_feasible(data):
     state = data.draw(rounds(model))
     power = data.draw(st.sampled_from(["waterfill", "equal"]))
     alloc = EdgeSplitAltOptimizer(model, power=power).decide(state.observation())
-    check_allocation(alloc, state, model.num_blocks, model.common_cut)
+    check_allocation(alloc, state, model.tables)
     assert np.all(alloc.owner >= 0)
 
 
-def test_beats_fixed_on_edgesplit_vgg16_with_per_device_cuts():
-    sim_a, sim_f = NetworkSimulator("edgesplit-vgg16"), NetworkSimulator("edgesplit-vgg16")
+@pytest.mark.parametrize("overrides", [[], ["sync_period=0"]])
+def test_beats_fixed_on_edgesplit_vgg16_with_per_device_cuts(overrides):
+    """With EdgeSplit's weight sync every round (the default) deep client-side models are costly to
+    aggregate; without it, the fast devices take deeper cuts than the slow ones."""
+    scenario = load_scenario("edgesplit-vgg16", overrides)
+    sim_a, sim_f = NetworkSimulator(scenario), NetworkSimulator(scenario)
     model = sim_a.latency_model
     alt, fixed = EdgeSplitAltOptimizer(model), FixedDecisionMaker(model)
     lat_a, lat_f, distinct = [], [], False
@@ -50,7 +55,7 @@ def test_beats_fixed_on_edgesplit_vgg16_with_per_device_cuts():
             lat_a.append(la.total)
             lat_f.append(lf.total)
     assert np.mean(lat_f) / np.mean(lat_a) > 1.5
-    assert distinct  # heterogeneous devices get different depths
+    assert distinct or overrides == []  # heterogeneous devices get different depths
 
 
 def test_rejects_bad_options():

@@ -22,7 +22,7 @@ def test_feasible_common_cut(data):
     model = data.draw(models(max_n=5, max_m=10))
     state = data.draw(rounds(model))
     alloc = EPSLBCDOptimizer(model).decide(state.observation())
-    check_allocation(alloc, state, model.num_blocks, common_cut=True)
+    check_allocation(alloc, state, model.tables)
 
 
 def test_pruning_never_changes_the_result():

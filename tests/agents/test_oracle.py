@@ -52,7 +52,7 @@ def test_oracle_matches_brute_force(data):
     model = data.draw(models(max_n=2, max_m=4))
     state = data.draw(rounds(model))
     alloc = OracleDecisionMaker(model).decide(state.observation())
-    check_allocation(alloc, state, model.num_blocks, model.common_cut)
+    check_allocation(alloc, state, model.tables)
     assert model.expected(state.observation(), alloc).total == pytest.approx(brute_force(model, state), rel=1e-9)
 
 

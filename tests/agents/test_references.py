@@ -20,7 +20,7 @@ def test_feasible(data):
     model = data.draw(models(max_n=5, max_m=10))
     state = data.draw(rounds(model))
     for dm in (FixedDecisionMaker(model), RandomDecisionMaker(model, seed=3), GreedyDecisionMaker(model)):
-        check_allocation(dm.decide(state.observation()), state, model.num_blocks, model.common_cut)
+        check_allocation(dm.decide(state.observation()), state, model.tables)
 
 
 @settings(max_examples=10, deadline=None)

@@ -61,7 +61,7 @@ def test_every_action_decodes_feasibly(action_type, scenario, data, seed, steps)
     state = random_state(env, seed, steps)
     action = data.draw(action_for(env))
     alloc, repairs = env.codec.decode(action, state.observation())
-    check_allocation(alloc, state, env.latency_model.num_blocks, env.latency_model.common_cut)
+    check_allocation(alloc, state, env.latency_model.tables)
     if action_type != "dict":
         assert repairs == 0
         assert np.all(alloc.owner >= 0)  # every subchannel used
@@ -83,7 +83,7 @@ def test_assisted_decodes_feasibly(scenario, solver):
         state = random_state(env, seed, 1)
         env.action_space.seed(seed)
         alloc, repairs = env.codec.decode(env.action_space.sample(), state.observation())
-        check_allocation(alloc, state, env.latency_model.num_blocks, env.latency_model.common_cut)
+        check_allocation(alloc, state, env.latency_model.tables)
         assert repairs == 0
 
 
@@ -94,7 +94,7 @@ def test_dict_repairs_are_counted():
     action = {"cut": np.array([3]), "owner": np.zeros(m, dtype=np.int64), "power_fraction": np.ones(m, np.float32)}
     alloc, repairs = env.codec.decode(action, state.observation())  # client 0 holds everything: the others are repaired
     assert repairs == n - 1
-    check_allocation(alloc, state, env.latency_model.num_blocks, True)
+    check_allocation(alloc, state, env.latency_model.tables)
     _, _, _, _, info = env.step(action)
     assert info["repairs"] == n - 1 and info["power_repairs"] == 0
     idle = {"cut": np.array([3]), "owner": np.arange(m) % n, "power_fraction": np.zeros(m, np.float32)}

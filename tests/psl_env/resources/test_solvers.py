@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -24,7 +26,7 @@ def test_solve_resources_feasible_and_priced_exactly(data):
     n = model.num_clients
     cut = data.draw(st.integers(1, model.num_blocks - 1))
     alloc, latency = solve_fixed_cut(model, obs, cut)
-    check_allocation(alloc, state, model.num_blocks, model.common_cut)
+    check_allocation(alloc, state, model.tables)
     assert np.all(alloc.owner >= 0)
     assert latency == pytest.approx(model.expected(obs, alloc).total, rel=1e-9)
     # the refinement never loses to its start
@@ -32,8 +34,8 @@ def test_solve_resources_feasible_and_priced_exactly(data):
     assert latency <= start * (1 + 1e-12)
     # per-device cuts and priorities are accepted too
     cuts = np.arange(n) % (model.num_blocks - 1) + 1
-    check_allocation(solve_resources(model, obs, cuts, priority=np.arange(1, n + 1)), state, model.num_blocks,
-                     False)
+    check_allocation(solve_resources(model, obs, cuts, priority=np.arange(1, n + 1)), state,
+                     dataclasses.replace(model.tables, common_cut=False))
 
 
 def test_priority_steers_the_greedy_start():

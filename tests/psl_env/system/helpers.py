@@ -17,6 +17,9 @@ TINY_PROFILE = ModelProfile(
 )
 
 NOISE_W = dbm_to_w(-174.0) * 1e6
+# Client 0 holds subchannels 0 and 1, client 1 holds subchannel 2, all at 1 W.
+OWNER = np.array([0, 0, 1])
+POWER = np.array([1.0, 1.0, 1.0])
 
 
 def tiny_model(**overrides) -> LatencyModel:

@@ -9,12 +9,11 @@ from hypothesis import strategies as st
 
 from psl_env.system.allocation import equal_power, fixed_allocation, make_allocation, round_robin_owner
 from psl_env.system.latency import PHASES, cut_terms, rates, round_latency
+from psl_env.system.scheme import aggregated_rows
 from tests.agents.strategies import models, rounds
 
-from .helpers import tiny_model, tiny_state
+from .helpers import OWNER, POWER, tiny_model, tiny_state
 
-OWNER = np.array([0, 0, 1])
-POWER = np.array([1.0, 1.0, 1.0])
 
 
 def alloc(cut):
@@ -27,11 +26,12 @@ def alloc(cut):
 def test_epsl_broadcast_hand_computed():
     lat = round_latency(tiny_state(), alloc(1), tiny_model(scheme="epsl", phi=0.5, downlink="broadcast"))
     assert lat.uplink_phase == pytest.approx(0.024)
-    # TsF = 2 clients x b(rho_L - rho_1)/fs = 2*2*5e6/1e9; TsB = (0.5 + 2*0.5) * 2 * 10e6 / 1e9.
-    assert lat.server_compute == pytest.approx(0.02 + 0.03)
+    # m = round(0.5 b) = 1 aggregated row per client. TsF = 2 clients x b(rho_L - rho_1)/fs = 2*2*5e6/1e9
+    # plus the averaged row's own forward pass, m (rho_L - rho_1)/fs; TsB = (m + 2 (b - m)) x 10e6 / 1e9.
+    assert lat.server_compute == pytest.approx(0.02 + 0.005 + 0.03)
     # R_bc = 3 subchannels x 2e6 = 6e6: tD_0 = 0.5*1.6e4/6e6 + 0.5*1.6e4/4e6; tB_0 = 4e6/1e8 = 0.04.
     assert lat.downlink_phase == pytest.approx(0.5 * 1.6e4 / 6e6 + 0.5 * 1.6e4 / 4e6 + 0.04)
-    assert lat.total == pytest.approx(0.024 + 0.05 + 0.04 + 8e3 / 6e6 + 2e-3)
+    assert lat.total == pytest.approx(0.024 + 0.055 + 0.04 + 8e3 / 6e6 + 2e-3)
     assert lat.sync == 0 and lat.migration == 0
 
 
@@ -174,11 +174,14 @@ def test_server_backprop_ratio(phi, cut):
     n = 2
     epsl = tiny_model(scheme="epsl", phi=phi)
     psl = tiny_model(scheme="psl", phi=0.0)
-    # server_compute - TsF isolates TsB; TsF is the same for both.
+    # server_compute - TsF isolates TsB; EPSL's TsF adds the m averaged rows' forward pass.
     a = alloc(cut)
-    tsf = 2 * 2 * (6e6 - [0, 1e6, 3e6][cut]) / 1e9
-    ratio = (round_latency(state, a, epsl).server_compute - tsf) / (round_latency(state, a, psl).server_compute - tsf)
-    assert ratio == pytest.approx((phi + n * (1 - phi)) / n)
+    b, m = 2, aggregated_rows(phi, 2)
+    per_row = (6e6 - [0, 1e6, 3e6][cut]) / 1e9
+    tsf, tsf_epsl = n * b * per_row, (n * b + m) * per_row
+    ratio = (round_latency(state, a, epsl).server_compute - tsf_epsl) / (round_latency(state, a, psl).server_compute - tsf)
+    phi_rows = m / b  # the share the engine aggregates: round(phi b) rows
+    assert ratio == pytest.approx((phi_rows + n * (1 - phi_rows)) / n)
 
 
 def test_fixed_allocation_is_equal_split():
