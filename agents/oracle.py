@@ -89,7 +89,8 @@ class OracleDecisionMaker(DecisionMaker):
         gains = obs.gains
         n, m = gains.shape
         # Water-filled power of every assignment: [A, M].
-        p_nm = water_fill(np.where(self._masks, gains, 0.0), obs.power_budget_w, model.radio.noise_w)
+        p_nm = water_fill(np.where(self._masks, gains, 0.0), obs.power_budget_w, model.radio.wf_noise_w,
+                          model.radio.link)
         power = np.take_along_axis(p_nm, self.assignments[:, None, :], axis=1)[:, 0, :]
         r_bc = obs.broadcast_rate if obs.broadcast_rate is not None else model.broadcast_rate(gains)
         prev = obs.prev_cut if obs.has_prev else None

@@ -269,8 +269,8 @@ class PriorityCodec(Codec):
             mean_gain = obs.gains.mean(axis=2)
             need = uplink_need(self.model, cut, mean_gain, obs.power_budget_w)
             owner = priority_owner(obs.gains, need * urgency, self.candidates, mean_gain, self.scratch)
-            inv_snr = self.model.radio.noise_w / gather_owned(obs.gains, owner, all_used=True)
-            power = water_fill_owned(owner, inv_snr, obs.power_budget_w)
+            inv_snr = self.model.radio.wf_noise_w / gather_owned(obs.gains, owner, all_used=True)
+            power = water_fill_owned(owner, inv_snr, obs.power_budget_w, self.model.radio.link)
         return Decoded(cut, owner, power, repairs, self._zeros(k), True)
 
     def _priority_of(self, alloc: Allocation, obs: Observation) -> np.ndarray:

@@ -50,8 +50,9 @@ class ResourceContext:
         self.gains = g
         self.budget = np.asarray(obs.power_budget_w, dtype=np.float64)
         self.bw = radio.bw_hz
-        self.noise_w = radio.noise_w
-        self.inv_snr = inverse_snr(g, radio.noise_w)  # [N, M]
+        self.link = radio.link
+        self.noise_w = radio.wf_noise_w
+        self.inv_snr = inverse_snr(g, self.noise_w)  # [N, M]
         self.rate_down_sc = radio.downlink_rate(g)  # [N, M]
         self.broadcast_rate = None
         if model is not None and model.uses_broadcast:
@@ -62,7 +63,7 @@ class ResourceContext:
         self.preference_lists = self.preference.tolist()
         self.inv_snr_lists = self.inv_snr.tolist()
         # Upper bounds on the rates: the whole band to one client (for lower bounds on the latency).
-        self.rate_up_max = rate_from_inverse_snr(self.inv_snr, self.budget, self.bw)
+        self.rate_up_max = rate_from_inverse_snr(self.inv_snr, self.budget, self.bw, self.link)
         self.rate_down_max = self.rate_down_sc.sum(axis=1)
 
     def terms(self, cut: np.ndarray) -> CutTerms:
@@ -86,14 +87,14 @@ class ResourceContext:
             inv, budget, rd = self.inv_snr, self.budget, self.rate_down_sc
         else:
             inv, budget, rd = self.inv_snr[clients], self.budget[clients], self.rate_down_sc[clients]
-        up = rate_from_inverse_snr(np.where(mask, inv, np.inf), budget, self.bw)
+        up = rate_from_inverse_snr(np.where(mask, inv, np.inf), budget, self.bw, self.link)
         down = (rd * mask).sum(axis=-1)
         return up, down
 
     def powers(self, owner: np.ndarray) -> np.ndarray:
         """[M] water-filled power of each subchannel for an assignment ``owner`` [M]."""
         mask = owner[None, :] == np.arange(self.n)[:, None]
-        p = water_fill(np.where(mask, self.gains, 0.0), self.budget, self.noise_w)
+        p = water_fill(np.where(mask, self.gains, 0.0), self.budget, self.noise_w, self.link)
         out = np.zeros(self.m)
         used = owner >= 0
         out[used] = p[owner[used], np.flatnonzero(used)]
@@ -111,7 +112,7 @@ def greedy_assignment(obs: Observation, weights: np.ndarray, *, noise_w: float =
     Args:
         obs: the observed round (gains, power budgets).
         weights: [N] non-negative per-client weights (e.g. bits to send, or priorities).
-        noise_w: noise power N0 W of one subchannel, W (pass ``model.radio.noise_w`` for a scenario's).
+        noise_w: noise power N0 W of one subchannel, W (pass ``model.radio.wf_noise_w`` for a scenario's).
         bw_hz: subchannel bandwidth W (scales all rates alike; only matters with ``offset_s``).
         offset_s: [N] optional per-client time added to the weighted rate term, s.
 
@@ -124,7 +125,7 @@ def greedy_assignment(obs: Observation, weights: np.ndarray, *, noise_w: float =
     weights = np.broadcast_to(np.asarray(weights, dtype=np.float64), (n,))
     if np.any(weights < 0) or not np.all(np.isfinite(weights)):
         raise ValueError("greedy_assignment: weights must be finite and >= 0")
-    ctx = ResourceContext(None, obs, Radio(bw_hz, noise_w / bw_hz, noise_w, 1.0))
+    ctx = ResourceContext(None, obs, Radio(bw_hz, noise_w / bw_hz, noise_w, noise_w, 1.0))
     return bottleneck_greedy(ctx, np.zeros(n) if offset_s is None else offset_s, weights)
 
 
@@ -175,7 +176,8 @@ def solve_fixed_cut(model: LatencyModel, obs: Observation, cut: np.ndarray | int
         priority = np.broadcast_to(np.asarray(priority, dtype=np.float64), (n,))
         if np.any(priority < 0) or not np.all(np.isfinite(priority)):
             raise ValueError("priority must be finite and >= 0")
-    k = kernels if terms.server_client_s is None else None
+    # the kernels compute the capped closed form; the ergodic rate and the per-device chain run numpy
+    k = kernels if terms.server_client_s is None and ctx.link.se is None else None
     greedy = bottleneck_greedy if k is None else k.greedy
     best_owner, best = None, np.inf
     for start in starts:

@@ -72,7 +72,7 @@ def bottleneck_greedy(ctx: "ResourceContext", up_off: np.ndarray, up_w: np.ndarr
         pointer[i] = p + 1
         owner[ch] = i
         held[i].append(inv[i][ch])  # ascending: each pick is the best still free
-        r = rate_of_sorted(held[i], budget[i], bw)
+        r = rate_of_sorted(held[i], budget[i], bw, ctx.link)
         t = up_off[i] + (0.0 if up_w[i] == 0 else up_w[i] / r if r > 0 else inf)
         if use_dn:
             rate_dn[i] += rd_sc[i][ch]
@@ -201,11 +201,10 @@ def uplink_need(model: LatencyModel, cut: np.ndarray, mean_gain: np.ndarray, bud
     """
     tables, radio = model.tables, model.radio
     n, m, bw = model.num_clients, model.num_subchannels, radio.bw_hz
-    snr_up = budget_w * mean_gain * (n / (m * radio.noise_w))
-    need = (tables.up_bits[cut] / bw) / np.log2(1.0 + snr_up)
+    snr_up = budget_w * mean_gain * (n * radio.inv_noise / m)
+    need = (tables.up_bits[cut] / bw) / radio.se(snr_up)
     if tables.has_downlink:
-        snr_dn = mean_gain * radio.down_snr
-        need = need + (tables.dn_unicast_bits[cut] / bw) / np.log2(1.0 + snr_dn)
+        need = need + (tables.dn_unicast_bits[cut] / bw) / radio.downlink_se(mean_gain)
     return need
 
 
@@ -259,9 +258,13 @@ class TabulatedGreedy:
         self.count_log = (count * np.log2(count))[:, None, None]
         self.rate_floor = (1e-3 * count)[:, None, None]  # keeps the high-SNR rate form positive
         self.bw = radio.bw_hz
-        self.noise_w = radio.noise_w
+        self.radio = radio
+        self.link = radio.link
+        self.noise_w = radio.wf_noise_w
         self.inv_noise = radio.inv_noise
         self.down_snr = radio.down_snr
+        # at most C bit/s/Hz on each of c subchannels (inf: no cap)
+        self.rate_cap = ((self.link.cap if self.link.capped else np.inf) * count)[:, None, None]
         self.up_bits = tables.up_bits / self.bw  # bits / W, per cut
         self.use_downlink = tables.has_downlink
         self.dn_bits = tables.dn_unicast_bits / self.bw
@@ -273,8 +276,10 @@ class TabulatedGreedy:
     def rate_sums(self, gains: np.ndarray, budget_w: np.ndarray) -> np.ndarray:
         """[P, C, K, N] sum over each client's c best subchannels of log2(1 + SNR), c = 1..C
         (index c - 1), C = M - N + 1 (the most a client can hold): P = 0 the uplink at the
-        client's budget per subchannel, P = 1 (with a downlink) the downlink at the server's power.
-        Client-major for fast cumulative sums; a work array, overwritten by the next call."""
+        client's budget per subchannel, P = 1 (with a downlink) the downlink at the server's power
+        (its spectral efficiency, capped). With the ergodic spectral efficiency (``averaged``) that
+        function replaces log2(1 + SNR). Client-major for fast cumulative sums; a work array,
+        overwritten by the next call."""
         k, n, m = gains.shape
         rows = m - n + 1
         # the j-th best gain times the unit SNR factor, log2(1 + x), cumulated over j
@@ -285,8 +290,13 @@ class TabulatedGreedy:
         np.multiply(budget_w, self.inv_noise, out=scale[0, 0])
         both = self.scratch.get("rates", (parts, rows, k, n))
         np.multiply(np.sort(gains, axis=2)[:, :, ::-1][:, :, :rows].transpose(2, 0, 1), scale, out=both)
-        both += 1.0
-        np.log2(both, out=both)
+        if self.link.se is not None:
+            both[...] = self.link.se(both)
+        else:
+            both += 1.0
+            np.log2(both, out=both)
+            if parts == 2 and self.link.capped:  # the downlink's power is fixed: each subchannel at most C
+                np.minimum(both[1], self.link.cap, out=both[1])
         _cumsum1(both)
         return both
 
@@ -300,6 +310,8 @@ class TabulatedGreedy:
         up = both[0]
         up -= self.count_log[:rows]
         np.maximum(up, self.rate_floor[:rows], out=up)
+        if self.link.capped:
+            np.minimum(up, self.rate_cap[:rows], out=up)
         # time = urgency x (compute + B / R + D / RD (+ broadcast)), R = W x up, RD = W x dn
         up_bits, dn_bits, compute = self.cut_tables.take(cut, axis=1)  # per-cut figures, [K, N] each
         off = compute / client_flops
@@ -398,7 +410,8 @@ class TabulatedGreedy:
                urgency: np.ndarray, r_bc: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(owner [K, M], water-filled power [K, M]) for K rounds (``owner`` then ``water_fill_owned``)."""
         owner = self.owner(gains, budget_w, client_flops, cut, urgency, r_bc)
-        return owner, water_fill_owned(owner, self.noise_w / gather_owned(gains, owner, all_used=True), budget_w)
+        inv_snr = self.noise_w / gather_owned(gains, owner, all_used=True)
+        return owner, water_fill_owned(owner, inv_snr, budget_w, self.link)
 
 
 __all__ = ["TabulatedGreedy", "anchor_candidates", "bottleneck_greedy", "deal_by_counts", "gather_owned",

@@ -67,8 +67,55 @@ _TERM_UP, _TERM_DOWN, _TERM_SYNC_UP, _TERM_SYNC_DOWN, _TERM_MIGRATION = 0, 1, 2,
 # ---------------------------------------------------------------------------------------------------
 # water-filled rates
 
+@numba.njit(cache=True, error_model="numpy")
+def _capped_solve(sv, sl, h, budget, k_cap, lev, lps):  # pragma: no cover - compiled
+    """Capped water-filling of the ascending list ``sv[:h]`` (logs ``sl``), as ``waterfill._capped_levels``:
+    saturate the prefix with (K + 1) a <= mu, take its power off the budget, fill the rest again.
+    Returns (level mu, active unsaturated count n, saturated count s, saturation level: a
+    subchannel is saturated iff (K + 1) a <= it); ``lps[n - 1]`` is then the sum of the active
+    entries' logs (from position s)."""
+    s = 0
+    sat = 0.0
+    mu_sat = 0.0
+    while True:
+        left = budget - k_cap * sat
+        csum = 0.0
+        lsum = 0.0
+        n = 0
+        for j in range(h - s):
+            v = sv[s + j]
+            csum += v
+            lev[j] = (left + csum) / (j + 1)
+            lsum += sl[s + j]
+            lps[j] = lsum
+            if lev[j] > v:
+                n += 1
+        mu = lev[n - 1] if n > 0 else 0.0
+        new = 0
+        for j in range(h - s):
+            if sv[s + j] * (k_cap + 1.0) <= mu:
+                new += 1
+        if new == 0:
+            return mu, n, s, mu_sat
+        mu_sat = mu
+        t = 0.0
+        for j in range(new):
+            t += sv[s + j]
+        sat = sat + t
+        s += new
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _capped_rate(sv, sl, h, budget, bw, k_cap, cap, lev, lps):  # pragma: no cover - compiled
+    """Rate, bit/s, of capped water-filling over ``sv[:h]`` (``waterfill.rate_from_inverse_snr``)."""
+    mu, n, s, _ = _capped_solve(sv, sl, h, budget, k_cap, lev, lps)
+    rate = n * math.log2(mu) - lps[n - 1] if n > 0 else 0.0
+    return bw * (rate + s * cap)
+
+
 @numba.njit(cache=True, inline="always", error_model="numpy")
-def _held_rate(vals, logs, h, skip, add_v, add_l, budget, bw, m, log_big, lev, lps):  # pragma: no cover - compiled
+def _held_rate(vals, logs, h, skip, add_v, add_l, budget, bw, m, log_big, lev, lps, k_cap, cap, tv,
+               tl):  # pragma: no cover - compiled
     """Water-filled rate, bit/s, of the ascending list ``vals[:h]`` (clamped inverse SNRs, logs
     ``logs``) without position ``skip`` (-1: none) and with ``add_v`` inserted (NaN: none).
 
@@ -76,8 +123,28 @@ def _held_rate(vals, logs, h, skip, add_v, add_l, budget, bw, m, log_big, lev, l
     level at position k is (P + a_1 + .. + a_k) / k and the number of active subchannels is the
     count of positions with level > a -- over all positions, as ``np.count_nonzero`` does, not
     only the leading run (they agree unless rounding makes the test non-monotone).
-    ``lev``, ``lps``: [M] scratch.
+    ``lev``, ``lps``, ``tv``, ``tl``: [M] scratch. ``k_cap`` < inf: capped water-filling
+    (``_capped_rate`` of the merged list).
     """
+    if k_cap < np.inf:
+        hm = 0
+        j = 0
+        pending = add_v == add_v
+        while True:
+            if j == skip:
+                j += 1
+            if pending and (j >= h or add_v <= vals[j]):
+                tv[hm] = add_v
+                tl[hm] = add_l
+                pending = False
+            elif j < h:
+                tv[hm] = vals[j]
+                tl[hm] = logs[j]
+                j += 1
+            else:
+                break
+            hm += 1
+        return _capped_rate(tv, tl, hm, budget, bw, k_cap, cap, lev, lps)
     k = 0
     s = 0.0
     sl = 0.0
@@ -126,7 +193,7 @@ def _held_rate(vals, logs, h, skip, add_v, add_l, budget, bw, m, log_big, lev, l
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def water_filled_rates(vals, logs, budget, bw, log_big, out):  # pragma: no cover - compiled
+def water_filled_rates(vals, logs, budget, bw, log_big, k_cap, cap, out):  # pragma: no cover - compiled
     """out[r] <- water-filled rate, bit/s, of row r (``_rate_from_inv_snr``).
 
     Args:
@@ -134,6 +201,7 @@ def water_filled_rates(vals, logs, budget, bw, log_big, out):  # pragma: no cove
         logs: [R, M] their base-2 logarithms (numpy's, so that they are the reference's).
         budget: [R] power budgets, W.
         bw: subchannel bandwidth, Hz. log_big: log2(BIG) as numpy computes it.
+        k_cap, cap: 2^C - 1 and C (inf: uncapped).
         out: [R] result.
     """
     r_count, m = vals.shape
@@ -141,6 +209,8 @@ def water_filled_rates(vals, logs, budget, bw, log_big, out):  # pragma: no cove
     sl = np.empty(m)
     lev = np.empty(m)
     lps = np.empty(m)
+    tv = np.empty(m)
+    tl = np.empty(m)
     for r in range(r_count):
         order = np.argsort(vals[r])
         h = 0
@@ -150,7 +220,7 @@ def water_filled_rates(vals, logs, budget, bw, log_big, out):  # pragma: no cove
                 sv[h] = vals[r, c]
                 sl[h] = logs[r, c]
                 h += 1
-        out[r] = _held_rate(sv, sl, h, -1, np.nan, 0.0, budget[r], bw, m, log_big, lev, lps)
+        out[r] = _held_rate(sv, sl, h, -1, np.nan, 0.0, budget[r], bw, m, log_big, lev, lps, k_cap, cap, tv, tl)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -237,7 +307,8 @@ def _candidate_total(cur, nnan, top, kinds, const, r, d, up_r, dn_r, up_d, dn_d,
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
 def local_search_kernel(owner, vals, logs, inv, rd, budget, bw, log_big, r_up, r_dn, up_off, up_bits, dn_off, dn_bits,
-                        const, sync_bits, mig_bits, mig_up, max_iter, all_moves):  # pragma: no cover - compiled
+                        const, sync_bits, mig_bits, mig_up, max_iter, all_moves, k_cap,
+                        cap):  # pragma: no cover - compiled
     """``local_search`` on plain arrays; ``owner``, ``r_up``, ``r_dn`` are updated in place.
 
     Args:
@@ -249,6 +320,7 @@ def local_search_kernel(owner, vals, logs, inv, rd, budget, bw, log_big, r_up, r
         up_off, up_bits, dn_off, dn_bits: [N] the ``CutCost`` arrays; const: its constant, s.
         sync_bits: [N], or [0] for no sync term. mig_bits: [N] and mig_up: [N] bool, or [0] for none.
         max_iter: cap on accepted changes. all_moves: every client is a target (``moves="all"``).
+        k_cap, cap: 2^C - 1 and C of the spectral-efficiency cap (inf: uncapped).
 
     Returns:
         (number of accepted changes, latency in s of the final rates as carried).
@@ -283,6 +355,8 @@ def local_search_kernel(owner, vals, logs, inv, rd, budget, bw, log_big, r_up, r
     nnan = np.empty(n_terms, np.int64)
     lev = np.empty(m)
     lps = np.empty(m)
+    tv = np.empty(m)
+    tl = np.empty(m)
     targets = np.empty(n, np.int64)
     is_target = np.zeros(n, np.bool_)
     rem = np.empty(m)  # a donor's rate without a subchannel: the same for every target
@@ -362,10 +436,10 @@ def local_search_kernel(owner, vals, logs, inv, rd, budget, bw, log_big, r_up, r
                     continue
                 if not rem_ok[ch]:
                     rem[ch] = _held_rate(hv[d], hl[d], hn[d], pos[ch], np.nan, 0.0, budget[d], bw, m, log_big, lev,
-                                         lps)
+                                         lps, k_cap, cap, tv, tl)
                     rem_ok[ch] = True
                 up_r = _held_rate(hv[t], hl[t], hn[t], -1, vals[t, ch], logs[t, ch], budget[t], bw, m, log_big, lev,
-                                  lps)
+                                  lps, k_cap, cap, tv, tl)
                 up_d = rem[ch]
                 dn_r = (r_dn[t] + rd[t, ch]) - 0.0
                 dn_d = (r_dn[d] - rd[d, ch]) + 0.0
@@ -397,9 +471,9 @@ def local_search_kernel(owner, vals, logs, inv, rd, budget, bw, log_big, r_up, r
                         if d == t or not inv[t, take] < inv[t, give]:
                             continue
                         up_r = _held_rate(hv[t], hl[t], hn[t], pos[give], vals[t, take], logs[t, take], budget[t], bw,
-                                          m, log_big, lev, lps)
+                                          m, log_big, lev, lps, k_cap, cap, tv, tl)
                         up_d = _held_rate(hv[d], hl[d], hn[d], pos[take], vals[d, give], logs[d, give], budget[d], bw,
-                                          m, log_big, lev, lps)
+                                          m, log_big, lev, lps, k_cap, cap, tv, tl)
                         dn_r = (r_dn[t] + rd[t, take]) - rd[t, give]
                         dn_d = (r_dn[d] - rd[d, take]) + rd[d, give]
                         tot = _candidate_total(cur, nnan, top, kinds, const, t, d, up_r, dn_r, up_d, dn_d, up_off,
@@ -442,9 +516,12 @@ def local_search_kernel(owner, vals, logs, inv, rd, budget, bw, log_big, r_up, r
 # starts
 
 @numba.njit(cache=True, inline="always", error_model="numpy")
-def _scalar_wf_rate(a, h, budget, bw, compensated):  # pragma: no cover - compiled
-    """``_wf_rate_sorted`` of a[:h]: the leading run with level > a, then Python's ``sum``
-    of the per-subchannel log terms (0 + first, then in order; Neumaier-compensated if asked)."""
+def _scalar_wf_rate(a, la, h, budget, bw, compensated, k_cap, cap, lev, lps):  # pragma: no cover - compiled
+    """``waterfill.rate_of_sorted`` of a[:h] (logs ``la``): the leading run with level > a, then
+    Python's ``sum`` of the per-subchannel log terms (0 + first, then in order; Neumaier-compensated
+    if asked); with a cap (``k_cap`` < inf) ``_capped_rate``."""
+    if k_cap < np.inf:
+        return _capped_rate(a, la, h, budget, bw, k_cap, cap, lev, lps)
     total = 0.0
     mu = 0.0
     k = 0
@@ -476,13 +553,14 @@ def _scalar_wf_rate(a, h, budget, bw, compensated):  # pragma: no cover - compil
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def greedy_kernel(pref, inv, budget, bw, up_max, up_off, up_w, use_dn, dn_off, dn_w, rd, compensated,
-                  owner):  # pragma: no cover - compiled
+def greedy_kernel(pref, inv, logs, budget, bw, up_max, up_off, up_w, use_dn, dn_off, dn_w, rd, compensated, k_cap,
+                  cap, owner):  # pragma: no cover - compiled
     """``ResourceContext.greedy`` into ``owner`` [M] (int64).
 
     Args:
         pref: [N, M] int64 each client's subchannels from best to worst gain (``ctx.preference``).
-        inv: [N, M] inverse SNRs (``ctx.inv_snr``). budget: [N] W. bw: Hz.
+        inv: [N, M] inverse SNRs (``ctx.inv_snr``); logs: [N, M] numpy's log2 of them (clamped to
+            ``BIG``). budget: [N] W. bw: Hz. k_cap, cap: the spectral-efficiency cap (inf: none).
         up_max: [N] whole-band uplink rates (``ctx.rate_up_max``), bit/s: they order the first picks.
         up_off, up_w, dn_off, dn_w: [N] time = up_off + up_w / R (+ dn_off + dn_w / RD if use_dn).
         rd: [N, M] per-subchannel downlink rates (read only with use_dn).
@@ -492,6 +570,9 @@ def greedy_kernel(pref, inv, budget, bw, up_max, up_off, up_w, use_dn, dn_off, d
     owner[:] = -1
     pointer = np.zeros(n, np.int64)
     held = np.empty((n, m))
+    held_l = np.empty((n, m))
+    lev = np.empty(m)
+    lps = np.empty(m)
     hn = np.zeros(n, np.int64)
     rate_dn = np.zeros(n)
     times = np.zeros(n)
@@ -522,8 +603,9 @@ def greedy_kernel(pref, inv, budget, bw, up_max, up_off, up_w, use_dn, dn_off, d
         pointer[i] = p + 1
         owner[ch] = i
         held[i, hn[i]] = inv[i, ch]  # ascending: each pick is the best still free
+        held_l[i, hn[i]] = logs[i, ch]
         hn[i] += 1
-        r = _scalar_wf_rate(held[i], hn[i], budget[i], bw, compensated)
+        r = _scalar_wf_rate(held[i], held_l[i], hn[i], budget[i], bw, compensated, k_cap, cap, lev, lps)
         t = up_off[i] + (0.0 if up_w[i] == 0 else (up_w[i] / r if r > 0 else np.inf))
         if use_dn:
             rate_dn[i] += rd[i, ch]
@@ -585,13 +667,16 @@ def proportional_kernel(score, gains, owner):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def water_fill_owner(owner, gains, budget, noise_w, power):  # pragma: no cover - compiled
+def water_fill_owner(owner, gains, budget, noise_w, k_cap, power):  # pragma: no cover - compiled
     """power [M] <- ``ResourceContext.powers(owner)``: each client's budget water-filled over its
-    subchannels (``water_fill``: sort, running sum, level = (P + sum) / k, count level > a)."""
+    subchannels (``water_fill``: sort, running sum, level = (P + sum) / k, count level > a; with a
+    cap, ``_capped_solve`` and p = min(max(mu - a, 0), K a))."""
     n, m = gains.shape
     chans = np.empty(m, np.int64)
     a = np.empty(m)
     lev = np.empty(m)
+    lps = np.empty(m)
+    zeros = np.zeros(m)
     power[:] = 0.0
     for i in range(n):
         h = 0
@@ -604,6 +689,15 @@ def water_fill_owner(owner, gains, budget, noise_w, power):  # pragma: no cover 
         if h == 0:
             continue
         sa = np.sort(a[:h])
+        if k_cap < np.inf:
+            mu, _, _, mu_sat = _capped_solve(np.minimum(sa, BIG), zeros, h, budget[i], k_cap, lev, lps)
+            for q in range(h):
+                if a[q] * (k_cap + 1.0) <= mu_sat:
+                    power[chans[q]] = k_cap * a[q]
+                else:
+                    p = mu - a[q]
+                    power[chans[q]] = p if (p >= 0.0 or p != p) else 0.0  # np.maximum(p, 0.0)
+            continue
         s = 0.0
         cnt = 0
         for k in range(h):
@@ -696,7 +790,7 @@ def local_search(ctx: "ResourceContext", cost: "CutTerms", owner: np.ndarray, ma
     local_search_kernel(owner, arr.vals, arr.logs, arr.inv, arr.rd, arr.budget, float(ctx.bw), arr.log_big, r_up,
                         r_dn, _f64(cost.up_off, n), _f64(cost.up_bits, n), _f64(cost.dn_off, n),
                         _f64(cost.dn_bits, n), float(np.asarray(cost.server_s)), sync, mig, mig_up, int(max_iter),
-                        moves == "all")
+                        moves == "all", ctx.link.cap_factor, ctx.link.cap)
     return owner, float(cost.total(*price(owner[None, :] == clients[:, None])))
 
 
@@ -710,10 +804,10 @@ def greedy(ctx: "ResourceContext", up_off: np.ndarray, up_w: np.ndarray, dn_off:
     inv = _plain(ctx.inv_snr)
     rd = _plain(ctx.rate_down_sc) if use_dn else inv
     owner = np.empty(m, dtype=np.int64)
-    greedy_kernel(_plain(ctx.preference, np.int64), inv, _plain(ctx.budget), float(ctx.bw), _plain(ctx.rate_up_max),
-                  _f64(up_off, n), _f64(up_w, n), use_dn,
+    greedy_kernel(_plain(ctx.preference, np.int64), inv, context_arrays(ctx).logs, _plain(ctx.budget), float(ctx.bw),
+                  _plain(ctx.rate_up_max), _f64(up_off, n), _f64(up_w, n), use_dn,
                   _f64(0.0 if dn_off is None else dn_off, n), _f64(0.0 if dn_w is None else dn_w, n), rd,
-                  COMPENSATED_SUM, owner)
+                  COMPENSATED_SUM, ctx.link.cap_factor, ctx.link.cap, owner)
     return owner
 
 
@@ -729,7 +823,8 @@ def proportional(ctx: "ResourceContext", cost: "CutTerms") -> np.ndarray:
 def powers(ctx: "ResourceContext", owner: np.ndarray) -> np.ndarray:
     """``ResourceContext.powers`` through ``water_fill_owner``: [M] power per subchannel, W."""
     out = np.empty(ctx.m)
-    water_fill_owner(_plain(owner, np.int64), _plain(ctx.gains), _plain(ctx.budget), float(ctx.noise_w), out)
+    water_fill_owner(_plain(owner, np.int64), _plain(ctx.gains), _plain(ctx.budget), float(ctx.noise_w),
+                     ctx.link.cap_factor, out)
     return out
 
 
@@ -742,7 +837,8 @@ def rates(ctx: "ResourceContext", mask: np.ndarray) -> tuple[np.ndarray, np.ndar
     logs = np.where(mask, arr.logs, arr.log_big).reshape(-1, ctx.m)
     budget = np.broadcast_to(arr.budget, mask.shape[:-1]).reshape(-1)
     up = np.empty(vals.shape[0])
-    water_filled_rates(_plain(vals), _plain(logs), _plain(budget), float(ctx.bw), arr.log_big, up)
+    water_filled_rates(_plain(vals), _plain(logs), _plain(budget), float(ctx.bw), arr.log_big, ctx.link.cap_factor,
+                       ctx.link.cap, up)
     return up.reshape(mask.shape[:-1]), (arr.rd * mask).sum(axis=-1)
 
 
@@ -757,8 +853,8 @@ def _before(x, y):  # pragma: no cover - compiled
 
 @numba.njit(cache=True, nogil=True)
 def greedy_decode(sums, gains, budget_w, client_flops, cut, urgency, r_bc, up_bits, dn_bits, compute,
-                  broadcast_bits, use_downlink, use_broadcast, noise_w, count_log, rate_floor, owner,
-                  power):  # pragma: no cover - compiled
+                  broadcast_bits, use_downlink, use_broadcast, noise_w, count_log, rate_floor, rate_cap, k_cap,
+                  owner, power):  # pragma: no cover - compiled
     """Decode K rounds into ``owner`` [K, M] (int64) and ``power`` [K, M] (W).
 
     Args:
@@ -767,6 +863,7 @@ def greedy_decode(sums, gains, budget_w, client_flops, cut, urgency, r_bc, up_bi
         r_bc: [K] broadcast rate of ``gains`` (read only with ``use_broadcast``).
         up_bits, dn_bits, compute, broadcast_bits: per-cut tables [L + 1] of ``TabulatedGreedy``.
         count_log, rate_floor: [C] c log2 c and the rate floor for c = 1..C.
+        rate_cap: [C] c x the spectral-efficiency cap (inf: none); k_cap: 2^C - 1 for the power.
     """
     k, n, m = gains.shape
     rows = m - n + 1
@@ -780,6 +877,11 @@ def greedy_decode(sums, gains, budget_w, client_flops, cut, urgency, r_bc, up_bi
     count = np.empty(n)
     total = np.empty(n)
     mu = np.empty(n)
+    usable = np.zeros(m, np.bool_)
+    sat = np.zeros(m, np.bool_)
+    sat_sum = np.empty(n)
+    left = np.empty(n)
+    added = np.empty(n)
     for r in range(k):
         # t_i(c): client i holding its c best subchannels (TabulatedGreedy.times)
         for i in range(n):
@@ -791,6 +893,8 @@ def greedy_decode(sums, gains, budget_w, client_flops, cut, urgency, r_bc, up_bi
                 up = sums[0, c, r, i] - count_log[c]
                 if not up >= rate_floor[c]:  # np.maximum: the floor, or NaN
                     up = rate_floor[c] if not math.isnan(up) else up
+                if up > rate_cap[c]:  # np.minimum: the cap (NaN stays)
+                    up = rate_cap[c]
                 t = up_bits[j] / up
                 if use_downlink:
                     t += dn_bits[j] / sums[1, c, r, i]
@@ -834,28 +938,52 @@ def greedy_decode(sums, gains, budget_w, client_flops, cut, urgency, r_bc, up_bi
                 top = v if take else top
             penalty[best] = 1e300
             owner[r, best] = i
-        # exact water-filling of each budget over the client's subchannels (water_fill_owned)
+        # exact water-filling of each budget over the client's subchannels (water_fill_owned); with
+        # a cap, saturate, take the saturated power off the budget and fill the rest again
         for ch in range(m):
             a[ch] = noise_w / gains[r, owner[r, ch], ch]
-            active[ch] = a[ch] < np.inf
+            usable[ch] = a[ch] < np.inf
+            sat[ch] = False
+        sat_sum[:] = 0.0
         while True:
-            count[:] = 0.0
-            total[:] = 0.0
             for ch in range(m):
-                if active[ch]:
-                    count[owner[r, ch]] += 1.0
-                    total[owner[r, ch]] += a[ch]
+                active[ch] = usable[ch] and not sat[ch]
             for i in range(n):
-                mu[i] = (budget_w[r, i] + total[i]) / (count[i] if count[i] > 1.0 else 1.0)
-            changed = False
-            for ch in range(m):
-                if active[ch] and not a[ch] < mu[owner[r, ch]]:
-                    active[ch] = False
-                    changed = True
-            if not changed:
+                left[i] = budget_w[r, i] - k_cap * sat_sum[i] if k_cap < np.inf else budget_w[r, i]
+            while True:
+                count[:] = 0.0
+                total[:] = 0.0
+                for ch in range(m):
+                    if active[ch]:
+                        count[owner[r, ch]] += 1.0
+                        total[owner[r, ch]] += a[ch]
+                for i in range(n):
+                    mu[i] = (left[i] + total[i]) / (count[i] if count[i] > 1.0 else 1.0)
+                changed = False
+                for ch in range(m):
+                    if active[ch] and not a[ch] < mu[owner[r, ch]]:
+                        active[ch] = False
+                        changed = True
+                if not changed:
+                    break
+            if not k_cap < np.inf:
                 break
+            added[:] = 0.0
+            new = False
+            for ch in range(m):
+                if active[ch] and a[ch] * (k_cap + 1.0) <= mu[owner[r, ch]]:
+                    sat[ch] = True
+                    added[owner[r, ch]] += a[ch]
+                    new = True
+            if not new:
+                break
+            for i in range(n):
+                sat_sum[i] = sat_sum[i] + added[i]
         for ch in range(m):
-            power[r, ch] = mu[owner[r, ch]] - a[ch] if active[ch] else 0.0
+            if sat[ch]:
+                power[r, ch] = k_cap * a[ch]
+            else:
+                power[r, ch] = mu[owner[r, ch]] - a[ch] if active[ch] else 0.0
 
 
 class CompiledGreedy:
@@ -872,6 +1000,8 @@ class CompiledGreedy:
         rows = greedy.m - greedy.n + 1
         self.count_log = np.ascontiguousarray(greedy.count_log[:rows, 0, 0])
         self.rate_floor = np.ascontiguousarray(greedy.rate_floor[:rows, 0, 0])
+        self.rate_cap = np.ascontiguousarray(greedy.rate_cap[:rows, 0, 0])
+        self.k_cap = float(greedy.link.cap_factor)
         self.noise_w = float(greedy.noise_w)
         self.use_downlink = bool(greedy.use_downlink)
         self._no_rate = np.zeros(1)
@@ -895,7 +1025,7 @@ class CompiledGreedy:
         greedy_decode(g.rate_sums(gains, budget_w), gains, budget_w, np.ascontiguousarray(client_flops, dtype=f64),
                       np.ascontiguousarray(cut, dtype=np.int64), np.ascontiguousarray(urgency, dtype=f64), r_bc,
                       *self.tables, self.use_downlink, self.use_broadcast, self.noise_w, self.count_log,
-                      self.rate_floor, owner, power)
+                      self.rate_floor, self.rate_cap, self.k_cap, owner, power)
         return owner, power
 
 

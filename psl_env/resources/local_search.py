@@ -40,7 +40,7 @@ def local_search(ctx: "ResourceContext", cost: "CutTerms", owner: np.ndarray, ma
     mask = owner[None, :] == clients[:, None]
     counts = mask.sum(axis=1)
     a_held = np.where(mask, inv, np.inf)  # [N, M] inverse SNRs of what each client holds
-    r_up = rate_from_inverse_snr(a_held, ctx.budget, ctx.bw)
+    r_up = rate_from_inverse_snr(a_held, ctx.budget, ctx.bw, ctx.link)
     r_dn = (rd * mask).sum(axis=1)
     current = float(cost.total(r_up, r_dn))
     all_targets = clients if moves == "all" else None
@@ -75,7 +75,7 @@ def local_search(ctx: "ResourceContext", cost: "CutTerms", owner: np.ndarray, ma
         cs = c[n_mv:]
         rows[cs, give_sw] = np.inf
         rows[c_all + cs, give_sw] = inv[donor[n_mv:], give_sw]
-        up2 = rate_from_inverse_snr(rows, ctx.budget[np.concatenate([recv, donor])], ctx.bw)
+        up2 = rate_from_inverse_snr(rows, ctx.budget[np.concatenate([recv, donor])], ctx.bw, ctx.link)
         dn_recv = r_dn[recv] + rd[recv, take] - swap * rd[recv, give]
         dn_donor = r_dn[donor] - rd[donor, take] + swap * rd[donor, give]
         r_up_c = np.repeat(r_up[None, :], c_all, axis=0)

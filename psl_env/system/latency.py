@@ -315,18 +315,22 @@ class LatencyModel:
         profile: the model profile (per-cut FLOPs and bits).
         backend: price batches with the compiled kernel (``latency_kernels``) or numpy; bitwise
             the same results (``psl_env.backend``).
+        check_caps: refuse memory caps that fit no cut (``ScenarioError``).
 
     Attributes:
         tables: the ``SchemeTables``; radio: the ``Radio``.
     """
 
-    def __init__(self, scenario: Scenario, profile: ModelProfile, backend: str = "auto") -> None:
+    def __init__(self, scenario: Scenario, profile: ModelProfile, backend: str = "auto",
+                 check_caps: bool = True) -> None:
         self.scenario = scenario
         self.profile = profile
         self.tables = SchemeTables.build(scenario, profile)
         self.radio = Radio.of(scenario)
         dev = scenario.devices
-        if dev.kind == "classes":
+        if not check_caps:  # e.g. a round trace: the memory caps are the record's, not the scenario's
+            pass
+        elif dev.kind == "classes":
             self.tables.check_caps([c["memory_bytes"] for c in dev.classes], "devices.classes.memory_bytes",
                                    [c["name"] for c in dev.classes])
         else:

@@ -79,8 +79,23 @@ class ChannelConfig:
     kind: str = _f("gauss-markov", "channel model: `gauss-markov` (sampled), `trace` (read from `trace_file`) or "
                                    "another registered with `psl_env.system.channels.register_channel`")
     subchannel_bw_hz: float = _f(1e6, "bandwidth W of one subchannel, Hz", "typical (SPEC 3)", low=1e3, high=1e9)
-    noise_psd_dbm_per_hz: float = _f(-174.0, "noise power spectral density N0, dBm/Hz", "3GPP-style typical",
-                                     low=-220.0, high=-100.0)
+    noise_psd_dbm_per_hz: float = _f(-174.0, "thermal noise power spectral density N0, dBm/Hz (290 K)",
+                                     "physics", low=-220.0, high=-100.0)
+    noise_figure_server_db: float = _f(5.0, "receiver noise figure of the server (uplink), dB", "3GPP typical "
+                                                                                                "base station",
+                                       low=0.0, high=30.0)
+    noise_figure_client_db: float = _f(9.0, "receiver noise figure of a client device (downlink), dB",
+                                       "3GPP typical UE", low=0.0, high=30.0)
+    se_cap_bps_per_hz: float = _f(7.40625, "highest spectral efficiency of a subchannel, bit/s/Hz: 3GPP NR "
+                                         "256-QAM at code rate 948/1024 (8 x 948/1024); null: uncapped Shannon",
+                                "3GPP NR (TS 38.214 MCS table 2)", low=0.01, high=100.0, nullable=True)
+    snr_gap_db: float = _f(0.0, "SNR gap Gamma between the Shannon rate and the modulation and coding in use, dB "
+                                "(rate W log2(1 + SNR / Gamma))", "ours", low=0.0, high=20.0)
+    small_scale: str = _f("per-round", "fast fading over a round: `per-round` (one Rayleigh draw held for the "
+                                       "whole round, EPSL's quasi-static assumption) or `averaged` (the round's "
+                                       "rate is the ergodic rate over many fading blocks, right when rounds last "
+                                       "longer than the coherence time; decisions see large-scale gains)",
+                          "EPSL (per-round)", choices=("per-round", "averaged"))
     pathloss_intercept_db: float = _f(128.1, "path loss at 1 km, dB (PL = A + B log10(d/km))", "3GPP-style typical",
                                       low=0.0, high=300.0)
     pathloss_slope_db: float = _f(37.6, "path loss slope B, dB per decade of distance", "3GPP-style typical",

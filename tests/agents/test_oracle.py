@@ -40,7 +40,8 @@ def brute_force(model, state):
         if len(set(owner[owner >= 0].tolist())) < n:
             continue
         mask = owner[None, :] == np.arange(n)[:, None]
-        p = (water_fill(np.where(mask, g, 0.0), state.power_budget_w, model.radio.noise_w) * mask).sum(0)
+        p = (water_fill(np.where(mask, g, 0.0), state.power_budget_w, model.radio.wf_noise_w, model.radio.link)
+             * mask).sum(0)
         for cut in cut_vectors:
             best = min(best, model.expected(state.observation(), Allocation(np.array(cut), owner, p)).total)
     return best

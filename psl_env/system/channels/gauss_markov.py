@@ -7,6 +7,10 @@ from each client's speed and the carrier, tau the previous round's latency (a sl
 decorrelates more). Shadowing is drawn once per episode. With ``mobility`` clients walk on the
 plane around the server (heading drifting randomly) within the scenario's distance range, which
 updates their path loss every round.
+
+With ``channel.small_scale: averaged`` the gains are the large-scale ones (path loss x shadowing,
+the same on every subchannel of a client) and no fading is drawn: the radio then prices each
+subchannel at its ergodic rate over the fast fading (``fading.ergodic_se``).
 """
 
 from __future__ import annotations
@@ -73,7 +77,9 @@ class GaussMarkovChannel(Channel):
         k, n, m = self.k, self.n, self.m
         self.doppler = cfg.correlation == "doppler"
         self.mobility = bool(cfg.mobility)
-        self.latency_independent = not self.doppler and not self.mobility
+        self.averaged = cfg.small_scale == "averaged"
+        self.latency_independent = not self.mobility and (self.averaged or not self.doppler)
+        self.uses_rng = self.mobility or not self.averaged
         self.distance_range_m = scenario.devices.distance_m
         if not self.doppler:
             # scalars: the same products as with arrays, faster broadcasting
@@ -101,6 +107,14 @@ class GaussMarkovChannel(Channel):
         angle = rng.uniform(0.0, 2.0 * np.pi, n)
         position = np.stack([devices.distance_m * np.cos(angle), devices.distance_m * np.sin(angle)], axis=1)
         heading = rng.uniform(0.0, 2.0 * np.pi, n)
+        if self.averaged:  # large-scale gains only: no fading state
+            prev = np.repeat((self._large(position) * shadowing)[:, None], m, axis=1)
+            if self.mobility:
+                heading = heading + rng.normal(0.0, HEADING_DRIFT_RAD, n)
+                position, heading = self._walk(position, heading, speed * INITIAL_INTERVAL_S)
+            self.speed[i], self.shadowing[i], self.position[i], self.heading[i] = speed, shadowing, position, heading
+            self.large[i] = self._large(position) * shadowing
+            return prev, np.repeat(self.large[i][:, None], m, axis=1)
         h = complex_normal(rng, (n, m))
         prev = self._gains_of(position, shadowing, h)
         # one step of INITIAL_INTERVAL_S from the stale round -1 to round 0
@@ -129,6 +143,8 @@ class GaussMarkovChannel(Channel):
     # -- rounds ----------------------------------------------------------------------------------------
     def draw(self, start: int, stop: int, active: np.ndarray | None) -> None:
         """The CN(0, 1) innovations (``complex_normal``'s draws) of envs start..stop-1 into ``_noise``."""
+        if self.averaged:
+            return
         if self.kernels is not None and self.kernels.draws_match_numpy():
             if self._generator_list is None:
                 self._generator_list = self.kernels.generator_list(self.rngs)
@@ -148,6 +164,16 @@ class GaussMarkovChannel(Channel):
     def advance(self, latency_s: np.ndarray, active: np.ndarray | None, out: np.ndarray,
                 start: int = 0, stop: int | None = None) -> None:
         stop = self.k if stop is None else stop
+        if self.averaged:
+            if self.mobility:
+                finite = np.isfinite(latency_s)
+                drift = np.zeros((self.k, self.n))
+                for i in (range(start, stop) if active is None else np.flatnonzero(active).tolist()):
+                    if finite[i]:
+                        drift[i] = self.rngs[i].normal(0.0, HEADING_DRIFT_RAD, self.n)
+                self._move(latency_s, drift, finite if active is None else finite & active)
+            out[start:stop] = self.large[start:stop, :, None]
+            return
         if self.mobility:  # the heading drift is drawn after the innovation, for finite rounds only
             drift = np.zeros((self.k, self.n))
             finite = np.isfinite(latency_s)

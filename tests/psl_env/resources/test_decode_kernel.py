@@ -49,7 +49,8 @@ def test_compiled_decode_equals_the_numpy_reference(scenario, downlink, seed, k)
     gains, budget, flops, cut, urgency = random_rounds(codec, seed, k)
     owner, power = codec.compiled.decode(gains, budget, flops, cut, urgency)
     ref_owner = codec.greedy.owner(gains, budget, flops, cut, urgency)
-    ref_power = water_fill_owned(ref_owner, codec.model.radio.noise_w / gather_owned(gains, ref_owner, True), budget)
+    radio = codec.model.radio
+    ref_power = water_fill_owned(ref_owner, radio.wf_noise_w / gather_owned(gains, ref_owner, True), budget, radio.link)
     np.testing.assert_array_equal(owner, ref_owner)
     np.testing.assert_array_equal(power, ref_power)  # add and divide only: bitwise, given the owners
     # rows are independent: a round alone decodes as in the batch

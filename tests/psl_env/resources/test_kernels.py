@@ -231,7 +231,7 @@ def test_greedy_on_a_standalone_context_equals_greedy_assignment(seed):
     weights, offset = rng.uniform(0.0, 1e6, n), rng.uniform(0.0, 1.0, n)
     weights[rng.random(n) < 0.2] = 0.0
     noise = inst.model.radio.noise_w
-    ctx = ResourceContext(None, inst.state.observation(), Radio(1e6, noise / 1e6, noise, 1.0))
+    ctx = ResourceContext(None, inst.state.observation(), Radio(1e6, noise / 1e6, noise, noise, 1.0))
     np.testing.assert_array_equal(kernels.greedy(ctx, offset, weights),
                                   greedy_assignment(inst.state.observation(), weights, noise_w=noise, offset_s=offset))
 
@@ -257,8 +257,10 @@ def test_greedy_compensated_sum_is_pythons_from_3_12():
             s = t
         if c and math.isfinite(c):
             s += c
-        assert kernels._scalar_wf_rate(a, h, budget, 1e6, True) == 1e6 * s
-        assert kernels._scalar_wf_rate(a, h, budget, 1e6, False) == 1e6 * sum(terms)
+        scratch = (np.empty(h), np.empty(h))
+        logs = np.log2(a)
+        assert kernels._scalar_wf_rate(a, logs, h, budget, 1e6, True, np.inf, np.inf, *scratch) == 1e6 * s
+        assert kernels._scalar_wf_rate(a, logs, h, budget, 1e6, False, np.inf, np.inf, *scratch) == 1e6 * sum(terms)
 
 
 @settings(max_examples=150, deadline=None)
