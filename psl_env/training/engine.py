@@ -310,6 +310,8 @@ class SplitTrainingEngine:
         data: the dataset; ``partitions``: each client's train indices; ``profile``: the scenario's
             ``ModelProfile`` if one is available (for cross-checks), else None.
         last_indices: [N*b] train indices of the last iteration's batches (client 0's first).
+        aggregated_rows: m = round(phi b) for ``epsl`` (``scheme.aggregated_rows``), else 0.
+        broadcast_downlink: whether the m rows' gradient is broadcast once (``downlink: broadcast``).
     """
 
     def __init__(self, scenario: Scenario | str | dict, initial_cut: int | np.ndarray | None = None,
