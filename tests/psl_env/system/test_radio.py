@@ -85,7 +85,9 @@ def numeric_best_rate(g: np.ndarray, budget: float, noise: float, cap: float) ->
     for start in (np.full(k, budget / k), budget * np.eye(k)[0], budget * np.eye(k)[-1]):
         res = minimize(neg, start, method="SLSQP", bounds=[(0, budget)] * k,
                        constraints=[{"type": "ineq", "fun": lambda p: budget - p.sum()}], options={"ftol": 1e-12})
-        best = max(best, -res.fun)
+        p = np.clip(res.x, 0.0, None)
+        p *= min(1.0, budget / p.sum()) if p.sum() > 0 else 1.0  # SLSQP may overstep the budget slightly
+        best = max(best, -neg(p))
     return best
 
 
