@@ -66,10 +66,21 @@ class PSLCore:
         # with the K allocations in one batch: rows K..2K-1 read the gains of envs 0..K-1
         cut, owner, _ = fixed_allocations(self.model.num_blocks, np.ones((k, scenario.num_clients)),
                                           scenario.num_subchannels)
-        self._ref_cut_middle, self._ref_owner = cut, owner
-        self._ref_cut = cut.copy()
-        self._ref_counts = np.bincount(owner[0], minlength=scenario.num_clients)[owner[0]]
+        n, m = scenario.num_clients, scenario.num_subchannels
+        self._ref_cut_middle, self._ref_owner = cut, owner[0]
+        self._ref_counts = np.bincount(owner[0], minlength=n)[owner[0]]
         self._rows = np.tile(np.arange(k), 2)
+        # the 2K rows priced every step: the decoded allocations (0..K-1), then the reference
+        # (K..2K-1, rewritten when an episode starts or the devices change)
+        self._cut2 = np.empty((2 * k, n), dtype=np.int64)
+        self._prev2 = np.empty((2 * k, n), dtype=np.int64)
+        self._owner2 = np.empty((2 * k, m), dtype=np.int64)
+        self._owner2[k:] = owner[0]
+        self._power2 = np.empty((2 * k, m))
+        self._flops2 = np.empty((2 * k, n))
+        self._memory2 = np.empty((2 * k, n))
+        self._sync2 = np.empty(2 * k, dtype=bool)
+        self._rbc2 = np.empty(2 * k) if self.model.uses_broadcast else None
         self._static = np.zeros((k, 2 * scenario.num_clients), dtype=np.float32)  # features fixed per episode
         self._early_obs = None  # the next observations with their gain features (computed during the step)
         if k >= 64:
@@ -86,12 +97,24 @@ class PSLCore:
     def reset_env(self, i: int, rng: np.random.Generator) -> None:
         """Start a new episode in env i, drawing from ``rng`` (which env i keeps using)."""
         self.world.reset_env(i, rng)
-        # the reference's middle cut, moved shallower where the episode's memory caps demand it
-        self._ref_cut[i] = self.model.tables.fit_cut(self._ref_cut_middle[i], self.world.memory_bytes[i])
+        self._write_devices(i)
         self._early_obs = None  # its gain features are stale for env i
         self.prev_ratio[i] = 0.0
         w = self.world
         self._static[i] = self.encoder.static_features(w.client_flops[i: i + 1], w.power_budget_w[i: i + 1])[0]
+
+    def _write_devices(self, i: int | slice) -> None:
+        """The rows of env(s) ``i`` that depend on the devices: the reference's cut (the middle cut,
+        moved shallower where the memory caps demand it) and equal power, compute and memory."""
+        w, k = self.world, self.k
+        rows = np.arange(k)[i] + k
+        self._cut2[rows] = self.model.tables.fit_cut(self._ref_cut_middle[i], w.memory_bytes[i])
+        self._prev2[rows] = self._cut2[rows]  # the reference never moves its cut
+        # equal power: each client's budget over its subchannels (``equal_power``'s arithmetic)
+        self._power2[rows] = w.power_budget_w[i][..., self._ref_owner] / self._ref_counts
+        for buf, arr in ((self._flops2, w.client_flops), (self._memory2, w.memory_bytes)):
+            buf[np.arange(k)[i]] = arr[i]
+            buf[rows] = arr[i]
 
     def use_thread(self, enabled: bool) -> None:
         self.world.use_thread(enabled)
@@ -108,19 +131,20 @@ class PSLCore:
         and [K] that of the fixed reference allocation on the same rounds (it never moves its cut)."""
         w = self.world
         k = self.k
-        cut = np.concatenate([decoded.cut, self._ref_cut])
-        has_prev = w.has_prev.all()
-        prev = np.concatenate([w.prev_cut if has_prev else np.where(w.has_prev[:, None], w.prev_cut, decoded.cut),
-                               self._ref_cut])
-        owner = np.concatenate([decoded.owner, self._ref_owner])
-        # equal power: each client's budget over its subchannels (``equal_power``'s arithmetic)
-        power = np.concatenate([decoded.power_w, w.power_budget_w[:, self._ref_owner[0]] / self._ref_counts])
-        flops = np.concatenate([w.client_flops, w.client_flops])
-        sync = np.concatenate([w.sync, w.sync])
-        r_bc = None if w.r_bc is None else np.concatenate([w.r_bc, w.r_bc])
-        memory = np.concatenate([w.memory_bytes, w.memory_bytes])
-        priced = self.model.price(w.gains, flops, cut, owner, power, prev if w.has_prev.any() else None, sync, r_bc,
-                                  self._rows, memory)
+        self._cut2[:k] = decoded.cut
+        self._owner2[:k] = decoded.owner
+        self._power2[:k] = decoded.power_w
+        self._sync2[:k] = w.sync
+        self._sync2[k:] = w.sync
+        if self._rbc2 is not None:
+            self._rbc2[:k] = w.r_bc
+            self._rbc2[k:] = w.r_bc
+        prev = None
+        if w.has_prev.any():
+            prev = self._prev2
+            prev[:k] = w.prev_cut if w.has_prev.all() else np.where(w.has_prev[:, None], w.prev_cut, decoded.cut)
+        priced = self.model.price(w.gains, self._flops2, self._cut2, self._owner2, self._power2, prev, self._sync2,
+                                  self._rbc2, self._rows, self._memory2)
         return priced.rows(slice(0, k)), priced.total[k:]
 
     def play(self, actions: Any, active: np.ndarray | None = None) -> StepOutcome:
@@ -148,6 +172,7 @@ class PSLCore:
         w.finish_step(step, decoded.cut, total)
         if w.devices_changed:
             self._static[...] = self.encoder.static_features(w.client_flops, w.power_budget_w)
+            self._write_devices(slice(None))
         if active is None:
             self.prev_ratio = capped
         else:

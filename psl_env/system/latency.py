@@ -348,8 +348,9 @@ class LatencyModel:
         no_bc = np.zeros(self.num_blocks + 1)
         self._kernel_tables = np.ascontiguousarray(np.stack([
             t.client_fwd_flops, t.client_bwd_flops, t.up_bits, t.dn_unicast_bits,
-            no_bc if t.dn_broadcast_bits is None else t.dn_broadcast_bits, t.param_bits]), dtype=np.float64)
-        self._bases: dict[tuple, np.ndarray] = {}
+            no_bc if t.dn_broadcast_bits is None else t.dn_broadcast_bits, t.param_bits, t.client_memory_bytes]),
+            dtype=np.float64)
+        self._bases: dict[tuple, tuple] = {}
         self._no_chain = np.zeros((1, 1))
 
     @property
@@ -399,11 +400,13 @@ class LatencyModel:
         with numpy, see ``latency_kernels``)."""
         k, n, m = gains.shape
         rows = owner.shape[0]
-        key = (k, rows) if gains_rows is None else (k, rows, gains_rows.tobytes())
-        base = self._bases.get(key)
-        if base is None:
+        key = (k, rows, None if gains_rows is None else id(gains_rows))
+        cached = self._bases.get(key)
+        if cached is None or cached[0] is not gains_rows:  # (the same array object, not a reused id)
             env = np.arange(rows) if gains_rows is None else np.asarray(gains_rows)
-            base = self._bases[key] = env[:, None] * (n * m) + np.arange(m)[None, :]
+            cached = self._bases[key] = (gains_rows, env[:, None] * (n * m) + np.arange(m)[None, :],
+                                         np.full((rows, n), np.inf))
+        _, base, no_caps = cached
         g_sel = gains.reshape(-1).take(base + np.maximum(owner, 0) * m)
         radio = self.radio
         up_se = radio.uplink_se(g_sel, power_w)
@@ -422,13 +425,13 @@ class LatencyModel:
                 broadcast_rate = radio.broadcast_rate(gains if gains_rows is None else gains[gains_rows])
             r_bc[:] = broadcast_rate
         t = self.tables
-        over = np.zeros((rows, n), dtype=bool) if memory_bytes is None else t.client_memory_bytes[cut] > memory_bytes
+        memory = no_caps if memory_bytes is None else np.ascontiguousarray(memory_bytes, dtype=np.float64)
         server_client = server_time_per_client(t, cut) if t.per_device_chain else self._no_chain
         total = np.empty(rows)
         phases = np.empty((5, rows))
         client = np.empty((6, rows, n))
         self.kernels.price_rows(np.ascontiguousarray(owner, dtype=np.int64), up_se, down_se, cut,
-                                np.ascontiguousarray(client_flops, dtype=np.float64), over, prev, has_prev, sync_rows,
+                                np.ascontiguousarray(client_flops, dtype=np.float64), memory, prev, has_prev, sync_rows,
                                 r_bc, np.ascontiguousarray(server_s, dtype=np.float64), server_client,
                                 self._kernel_tables, radio.bw_hz, t.uses_broadcast, t.migration, t.per_device_chain,
                                 total, phases, client)

@@ -27,7 +27,7 @@ def _max_nan(cur, v):  # pragma: no cover - compiled
 
 # error_model="numpy": x / 0 gives inf or NaN as in numpy (a client without a rate waits forever)
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def price_rows(owner, up_se, down_se, cut, flops, over, prev, has_prev, sync, r_bc, server_s, server_client, tables,
+def price_rows(owner, up_se, down_se, cut, flops, memory, prev, has_prev, sync, r_bc, server_s, server_client, tables,
                bw, use_bc, migration, chain, total, phases, client):  # pragma: no cover
     """Price R rounds.
 
@@ -35,12 +35,12 @@ def price_rows(owner, up_se, down_se, cut, flops, over, prev, has_prev, sync, r_
         owner: [R, M] int64 client of each subchannel (-1 unused).
         up_se, down_se: [R, M] uplink / downlink spectral efficiency of each subchannel for its owner.
         cut, prev: [R, N] int64 cuts and previous cuts (read where ``has_prev``); flops: [R, N] FLOP/s.
-        over: [R, N] bool, the cut needs more memory than the client has (it never finishes).
+        memory: [R, N] the clients' memory caps, bytes (a cut needing more never finishes).
         has_prev, sync: [R] bool; r_bc: [R] broadcast rates (read with ``use_bc``); server_s: [R] s.
         server_client: [R, N] each client's own server time (read with ``chain``: the round is the
             slowest device's chain, ``round_structure: per-device``).
-        tables: [6, L + 1] the ``SchemeTables`` arrays: client forward and backward FLOPs, uplink,
-            unicast and broadcast downlink bits, parameter bits.
+        tables: [7, L + 1] the ``SchemeTables`` arrays: client forward and backward FLOPs, uplink,
+            unicast and broadcast downlink bits, parameter bits, client memory.
         bw: subchannel bandwidth, Hz. migration: whether cut changes are charged.
         total: [R] out. phases: [5, R] out (uplink, server, downlink, sync, migration).
         client: [6, R, N] out (client fwd, uplink, downlink, client bwd, uplink rate, downlink rate).
@@ -48,6 +48,7 @@ def price_rows(owner, up_se, down_se, cut, flops, over, prev, has_prev, sync, r_
     rows, n = cut.shape
     m = owner.shape[1]
     fwd_tab, bwd_tab, up_tab, dn_tab, bc_tab, param_tab = tables[0], tables[1], tables[2], tables[3], tables[4], tables[5]
+    mem_tab = tables[6]
     any_sync = False
     any_move = False
     for r in range(rows):
@@ -75,7 +76,7 @@ def price_rows(owner, up_se, down_se, cut, flops, over, prev, has_prev, sync, r_
             c = cut[r, i]
             ru = up[i] * bw
             rd = down[i] * bw
-            t_fwd = np.inf if over[r, i] else fwd_tab[c] / flops[r, i]
+            t_fwd = np.inf if mem_tab[c] > memory[r, i] else fwd_tab[c] / flops[r, i]
             t_bwd = bwd_tab[c] / flops[r, i]
             t_up = up_tab[c] / ru
             t_dn = dn_tab[c] / rd

@@ -160,6 +160,7 @@ class GaussMarkovChannel(Channel):
         """Build what the draw kernel needs before threads draw (not thread-safe to build lazily)."""
         if self.kernels is not None and self._generator_list is None and self.kernels.draws_match_numpy():
             self._generator_list = self.kernels.generator_list(self.rngs)
+            self._generator_list[0] = self._generator_list[0]  # compiles the list's setitem now, not at a reset
 
     def advance(self, latency_s: np.ndarray, active: np.ndarray | None, out: np.ndarray,
                 start: int = 0, stop: int | None = None) -> None:
