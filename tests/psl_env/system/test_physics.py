@@ -198,3 +198,22 @@ def test_drawn_caps_always_fit_a_cut(seed, low):
 def test_scheme_tables_are_built_from_the_scenario_alone():
     tables = SchemeTables.build(load_scenario("small-exact"), load_profile("resnet18-32"))
     assert tables.common_cut and tables.aggregated_rows == 8 and not tables.per_device_chain
+
+
+def test_the_shipped_memory_scenario_binds():
+    """``vgg16-memory``: the cameras' cap excludes the cut epsl-bcd takes without it, in most rounds."""
+    capped = NetworkSimulator("vgg16-memory")
+    free = NetworkSimulator(load_scenario("vgg16-memory", ["devices.classes=[{name: jetson, count: 3, "
+                                                           "compute_flops: 1.0e+12, distance_m: 100.0}, {name: camera, "
+                                                           "count: 3, compute_flops: 2.0e+11, distance_m: 150.0}]"]))
+    deepest = int(capped.latency_model.tables.deepest_cut(np.array([2.56e8]))[0])
+    dm_c = make_decision_maker("epsl-bcd", capped.latency_model)
+    dm_f = make_decision_maker("epsl-bcd", free.latency_model)
+    sc, sf = capped.reset(0), free.reset(0)
+    excluded = 0
+    for _ in range(10):
+        a, b = dm_c.decide(sc.observation()), dm_f.decide(sf.observation())
+        assert a.cut[0] <= deepest
+        excluded += b.cut[0] > deepest
+        sc, sf = capped.step(a)[1], free.step(b)[1]
+    assert excluded >= 6
