@@ -75,35 +75,44 @@ class OracleDecisionMaker(DecisionMaker):
                 f"assignments = {self.num_candidates:.3g} candidates, above the limit {max_candidates:.3g}; "
                 "use a smaller scenario (e.g. small-exact) or raise max_candidates")
         self.chunk = int(chunk)
-        self.assignments = surjective_assignments(n, m)  # [A, M]
-        cuts = np.arange(1, model.num_blocks)
-        if self.per_device:
-            grid = np.stack(np.meshgrid(*([cuts] * n), indexing="ij"), axis=-1)
-            self.cuts = grid.reshape(-1, n)
-        else:
-            self.cuts = np.repeat(cuts[:, None], n, axis=1)  # [C, N]
-        self._masks = self.assignments[:, None, :] == np.arange(n)[None, :, None]  # [A, N, M]
+        self._tables: dict[int, tuple] = {}
+        self.assignments, self.cuts, self._masks = self._enumeration(n, m)
+
+    def _enumeration(self, n: int, m: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(assignments [A, M], cut vectors [C, n], ownership masks [A, n, M]) for n clients (fewer
+        than the scenario's when some are absent), made once per n."""
+        if n not in self._tables:
+            assignments = surjective_assignments(n, m)
+            cuts = np.arange(1, self.model.num_blocks)
+            if self.per_device:
+                grid = np.stack(np.meshgrid(*([cuts] * n), indexing="ij"), axis=-1)
+                cut_vectors = grid.reshape(-1, n)
+            else:
+                cut_vectors = np.repeat(cuts[:, None], n, axis=1)
+            self._tables[n] = (assignments, cut_vectors, assignments[:, None, :] == np.arange(n)[None, :, None])
+        return self._tables[n]
 
     def decide(self, obs: Observation) -> Allocation:
         model = self.model
         gains = obs.gains
         n, m = gains.shape
+        assignments, cuts, masks = self._enumeration(n, m)
         # Water-filled power of every assignment: [A, M].
-        p_nm = water_fill(np.where(self._masks, gains, 0.0), obs.power_budget_w, model.radio.wf_noise_w,
+        p_nm = water_fill(np.where(masks, gains, 0.0), obs.power_budget_w, model.radio.wf_noise_w,
                           model.radio.link)
-        power = np.take_along_axis(p_nm, self.assignments[:, None, :], axis=1)[:, 0, :]
+        power = np.take_along_axis(p_nm, assignments[:, None, :], axis=1)[:, 0, :]
         r_bc = obs.broadcast_rate if obs.broadcast_rate is not None else model.broadcast_rate(gains)
         prev = obs.prev_cut if obs.has_prev else None
-        num_a, num_c = self.assignments.shape[0], self.cuts.shape[0]
+        num_a, num_c = assignments.shape[0], cuts.shape[0]
         total = num_a * num_c
         best_val, best_idx = np.inf, -1
         for start in range(0, total, self.chunk):
             idx = np.arange(start, min(start + self.chunk, total))
             ci, ai = idx // num_a, idx % num_a
-            lat = model.price(gains, obs.client_flops, self.cuts[ci], self.assignments[ai], power[ai], prev,
+            lat = model.price(gains, obs.client_flops, cuts[ci], assignments[ai], power[ai], prev,
                               obs.sync, r_bc, memory_bytes=obs.memory_bytes)
             k = int(np.argmin(lat.total))
             if lat.total[k] < best_val:
                 best_val, best_idx = float(lat.total[k]), int(idx[k])
         ci, ai = best_idx // num_a, best_idx % num_a
-        return Allocation(self.cuts[ci].copy(), self.assignments[ai].copy(), power[ai].copy())
+        return Allocation(cuts[ci].copy(), assignments[ai].copy(), power[ai].copy())

@@ -61,6 +61,7 @@ class SB3Policy(DecisionMaker):
     """
 
     name = "sb3"
+    sees_absent = True  # the policy sees every client's slot; its codec keeps absent ones off the air
 
     def __init__(self, model: LatencyModel, policy: Any, env_config: dict | None = None, normalizer: Any = None,
                  masked: bool = False, deterministic: bool = True) -> None:

@@ -129,6 +129,42 @@ class Codec(ABC):
     OPTIONS: dict[str, Any] = {}
     has_action_masks = False  # discrete codecs offer MaskablePPO masks
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        inner = cls.__dict__.get("decode_batch")
+        if inner is None or getattr(inner, "_keeps_absent_off", False):
+            return
+
+        def decode_batch(self, actions: Any, obs: Observation) -> Decoded:
+            out = inner(self, actions, obs)
+            return out if obs.present is None else self._keep_absent_off(out, obs)
+
+        decode_batch.__doc__ = inner.__doc__
+        decode_batch._keeps_absent_off = True
+        cls.decode_batch = decode_batch
+
+    def _keep_absent_off(self, out: Decoded, obs: Observation) -> Decoded:
+        """Absent clients (churn) own nothing: each subchannel a decoder gave one goes to the present
+        client with the best gain on it, and the row's power is water-filled again (a repair).
+        Every codec's ``decode_batch`` ends with this."""
+        rows = np.flatnonzero((~obs.present).any(axis=1))
+        if rows.size == 0:
+            return out
+        owner, power, repairs = out.owner.copy(), out.power_w.copy(), out.repairs.copy()
+        radio = self.model.radio
+        for r in rows.tolist():
+            present = obs.present[r]
+            lost = (owner[r] >= 0) & ~present[np.maximum(owner[r], 0)]
+            if not lost.any():
+                continue
+            keep = np.flatnonzero(present)
+            for ch in np.flatnonzero(lost).tolist():
+                owner[r, ch] = keep[np.argmax(obs.gains[r, keep, ch])]
+            inv = radio.wf_noise_w / obs.gains[r, np.maximum(owner[r], 0), np.arange(self.m)]
+            power[r] = water_fill_owned(owner[r:r + 1], inv[None], obs.power_budget_w[r:r + 1], radio.link)[0]
+            power[r, owner[r] < 0] = 0.0
+            repairs[r] += 1
+        return Decoded(out.cut, owner, power, repairs, out.power_repairs, out.all_used)
     def __init__(self, model: LatencyModel, backend: str = "auto", **options: Any) -> None:
         self.backend = backend  # see ``backend.load_kernels``
         unknown = sorted(set(options) - set(self.OPTIONS))

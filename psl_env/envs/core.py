@@ -18,6 +18,7 @@ from ..models.profile import load_profile
 from ..system.allocation import fixed_allocations
 from ..system.latency import Latency, LatencyModel
 from ..system.scenario import Scenario
+from ..system.energy import Energy, round_energy
 from ..system.state import Observation, RoundState
 from ..system.world import World
 from .codecs import Codec, Decoded, make_codec
@@ -34,6 +35,8 @@ class StepOutcome:
     ratio: np.ndarray  # T / T_ref, uncapped
     reward: np.ndarray
     rounds: np.ndarray  # the round index each env just played
+    energy: Energy | None = None  # [K, N] joules the devices spent (with dynamics)
+    present: np.ndarray | None = None  # [K, N] who took part in the round (with dynamics)
 
 
 class PSLCore:
@@ -81,6 +84,9 @@ class PSLCore:
         self._memory2 = np.empty((2 * k, n))
         self._sync2 = np.empty(2 * k, dtype=bool)
         self._rbc2 = np.empty(2 * k) if self.model.uses_broadcast else None
+        self._present2 = np.ones((2 * k, n), dtype=bool) if scenario.has_dynamics else None
+        self.kappa = scenario.dynamics.kappa
+        self.energy_weight = scenario.dynamics.energy_weight
         self._static = np.zeros((k, 2 * scenario.num_clients), dtype=np.float32)  # features fixed per episode
         self._early_obs = None  # the next observations with their gain features (computed during the step)
         if k >= 64:
@@ -115,6 +121,16 @@ class PSLCore:
         for buf, arr in ((self._flops2, w.client_flops), (self._memory2, w.memory_bytes)):
             buf[np.arange(k)[i]] = arr[i]
             buf[rows] = arr[i]
+        if self.world.dynamic:
+            self._present2[np.arange(k)[i]] = w.present[i]
+            self._present2[rows] = w.present[i]
+            # the reference deals its subchannels round-robin among the clients taking part
+            for r in np.atleast_1d(np.arange(k)[i]).tolist():
+                present = np.flatnonzero(w.present[r])
+                owner = present[np.arange(self.model.num_subchannels) % present.size]
+                counts = np.bincount(owner, minlength=self.model.num_clients)
+                self._owner2[k + r] = owner
+                self._power2[k + r] = w.power_budget_w[r][owner] / counts[owner]
 
     def use_thread(self, enabled: bool) -> None:
         self.world.use_thread(enabled)
@@ -126,9 +142,10 @@ class PSLCore:
         """What the K schedulers may see now."""
         return self.world.observation()
 
-    def price(self, decoded: Decoded) -> tuple[Latency, np.ndarray]:
-        """The latency of the decoded allocations on the true gains (migration from the previous cuts)
-        and [K] that of the fixed reference allocation on the same rounds (it never moves its cut)."""
+    def price(self, decoded: Decoded) -> Latency:
+        """The latency of the decoded allocations (rows 0..K-1) on the true gains (migration from the
+        previous cuts) and of the fixed reference allocation on the same rounds (rows K..2K-1; it
+        never moves its cut)."""
         w = self.world
         k = self.k
         self._cut2[:k] = decoded.cut
@@ -143,9 +160,8 @@ class PSLCore:
         if w.has_prev.any():
             prev = self._prev2
             prev[:k] = w.prev_cut if w.has_prev.all() else np.where(w.has_prev[:, None], w.prev_cut, decoded.cut)
-        priced = self.model.price(w.gains, self._flops2, self._cut2, self._owner2, self._power2, prev, self._sync2,
-                                  self._rbc2, self._rows, self._memory2)
-        return priced.rows(slice(0, k)), priced.total[k:]
+        return self.model.price(w.gains, self._flops2, self._cut2, self._owner2, self._power2, prev, self._sync2,
+                                self._rbc2, self._rows, self._memory2, self._present2)
 
     def play(self, actions: Any, active: np.ndarray | None = None) -> StepOutcome:
         """Decode, price and advance every env, or only those in ``active`` while the others start a
@@ -163,13 +179,25 @@ class PSLCore:
             on_block = lambda a, b, seen: self.encoder.gain_features(seen, early[a:b])  # noqa: E731
         step = w.begin_step(active, on_block)
         decoded = self.codec.decode_batch(actions, w.observation())
-        priced, ref_total = self.price(decoded)
+        k = self.k
+        both = self.price(decoded)
+        priced, ref_total = both.rows(slice(0, k)), both.total[k:]
         total = priced.total
         ratio = total / ref_total
         capped = np.fmin(ratio, self.max_ratio)  # the cap, also where the ratio is NaN
-        reward = -capped if self.reward_kind == "relative" else -np.log(capped)
+        cost = capped
+        energy = present = None
+        if w.dynamic:
+            present = w.present.copy()
+            spent = round_energy(self.model.tables, self.kappa, self._flops2, self._cut2, self._owner2, self._power2,
+                                 both, self._prev2 if w.has_prev.any() else None, self._sync2, self._present2)
+            energy = Energy(spent.compute[:k], spent.transmit[:k])
+            if self.energy_weight > 0:  # the energy against the reference's, weighted
+                e_ratio = spent.total[:k].sum(axis=1) / spent.total[k:].sum(axis=1)
+                cost = capped + self.energy_weight * np.fmin(e_ratio, self.max_ratio)
+        reward = -cost if self.reward_kind == "relative" else -np.log(cost)
         rounds = w.round.copy()
-        w.finish_step(step, decoded.cut, total)
+        w.finish_step(step, decoded.cut, total, None if energy is None else energy.total)
         if w.devices_changed:
             self._static[...] = self.encoder.static_features(w.client_flops, w.power_budget_w)
             self._write_devices(slice(None))
@@ -182,14 +210,15 @@ class PSLCore:
                 if on_block is not None:
                     self._early_obs = early  # envs that reset write their own features below
                     self.encoder.gain_features(w.observed_gains[i: i + 1], early[i: i + 1])
-        return StepOutcome(decoded, priced, ref_total, ratio, reward, rounds)
+        return StepOutcome(decoded, priced, ref_total, ratio, reward, rounds, energy, present)
 
     def observe(self) -> np.ndarray:
         """[K, D] float32 observations of the current rounds."""
         out, self._early_obs = self._early_obs, None  # gain features prepared during the step, if any
         w = self.world
+        devices = (w.present, w.availability, w.battery) if w.dynamic else None
         return self.encoder.encode(w.observed_gains, w.client_flops, w.power_budget_w, w.prev_cut, w.has_prev,
-                                   self.prev_ratio, w.round, w.sync, self._static, out)
+                                   self.prev_ratio, w.round, w.sync, self._static, out, devices)
 
     def state(self, i: int) -> RoundState:
         """The current ``RoundState`` of env i (copies, true and observed gains)."""

@@ -14,7 +14,13 @@ feature                size    value                                            
 ``prev_latency``       1       previous round's latency / its reference latency (0 on round 0)  [0, 10]
 ``progress``           1       round / rounds                                                   [0, 1]
 ``sync``               1       1 if this round ends with a FedAvg sync, else 0                   [0, 1]
+``present``            N       1 if the device takes part this round, else 0 (dynamics only)     [0, 1]
+``availability``       N       share of its compute rate the background load leaves (dynamics)   [0, 1]
+``battery``            N       battery left over the episode's budget, 1 if unlimited (dynamics) [0, 1]
 =====================  ======  ===============================================================  ==========
+
+The last three exist only when the scenario has dynamics (``scenario.has_dynamics``: background
+load, churn or a battery), so the layout of every other scenario is unchanged.
 
 Values are clipped to the bounds. Everything is what a scheduler may see (observed gains; under
 delayed CSI last round's gains).
@@ -71,6 +77,13 @@ class ObservationEncoder:
         bounds = {"gain_db": (-GAIN_CLIP, GAIN_CLIP), "compute": (-COMPUTE_CLIP, COMPUTE_CLIP),
                   "power_budget": (0.0, BUDGET_CLIP), "prev_cut": (-1.0, 1.0), "prev_latency": (0.0, RATIO_CLIP),
                   "progress": (0.0, 1.0), "sync": (0.0, 1.0)}
+        self.dynamic = scenario.has_dynamics
+        battery = scenario.dynamics.battery_j
+        self.battery_j = np.inf if battery is None else float(battery)
+        if self.dynamic:
+            for key in ("present", "availability", "battery"):
+                sizes[key] = n
+                bounds[key] = (0.0, 1.0)
         self.slices: dict[str, slice] = {}
         start = 0
         for key, size in sizes.items():
@@ -110,13 +123,15 @@ class ObservationEncoder:
 
     def encode(self, gains: np.ndarray, client_flops: np.ndarray, power_budget_w: np.ndarray,
                prev_cut: np.ndarray, has_prev: np.ndarray, prev_ratio: np.ndarray, rounds: np.ndarray,
-               sync: np.ndarray, static: np.ndarray | None = None, out: np.ndarray | None = None) -> np.ndarray:
+               sync: np.ndarray, static: np.ndarray | None = None, out: np.ndarray | None = None,
+               devices: tuple | None = None) -> np.ndarray:
         """[K, size] float32 observations.
 
         Args:
             gains: [K, N, M] observed gains; client_flops, power_budget_w, prev_cut: [K, N];
             has_prev, prev_ratio, rounds, sync: [K]; static: ``static_features`` if precomputed;
-            out: an array whose ``gain_db`` features ``gain_features`` already wrote (filled in).
+            out: an array whose ``gain_db`` features ``gain_features`` already wrote (filled in);
+            devices: (present, availability, battery_j), [K, N] each, with dynamics.
         """
         k = gains.shape[0]
         s = self.slices
@@ -125,7 +140,12 @@ class ObservationEncoder:
             self.gain_features(gains, out)
         out[:, s["compute"].start: s["power_budget"].stop] = (
             self.static_features(client_flops, power_budget_w) if static is None else static)
-        tail = out[:, s["prev_cut"].start:]
+        if self.dynamic:
+            present, availability, battery = devices
+            out[:, s["present"]] = present
+            out[:, s["availability"]] = availability
+            out[:, s["battery"]] = np.clip(battery / self.battery_j, 0.0, 1.0) if self.battery_j < np.inf else 1.0
+        tail = out[:, s["prev_cut"].start: s["sync"].stop]
         c = self.cut_dims
         if k == 1 and c == 1:  # one round: the same values from Python scalars, one store
             j = int(prev_cut[0, 0]) if has_prev[0] else 0

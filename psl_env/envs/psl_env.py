@@ -20,11 +20,13 @@ from ..system.scenario import Scenario, load_scenario
 from ..system.state import Allocation, Observation, RoundState
 from .codecs import Codec, Decoded
 from .config import build_config, default_config
-from .core import PSLCore
+from .core import PSLCore, StepOutcome
 
 
-def make_info(k: int, decoded: Decoded, priced: Latency, ref_total: np.ndarray, rnd: int) -> dict[str, Any]:
-    """The info dict of round k of a batch (fresh objects, plain Python scalars)."""
+def make_info(k: int, decoded: Decoded, priced: Latency, ref_total: np.ndarray, rnd: int,
+              out: StepOutcome | None = None) -> dict[str, Any]:
+    """The info dict of round k of a batch (fresh objects, plain Python scalars); with dynamics also
+    who took part and the energy the devices spent."""
     total = float(priced.total[k])
     ref = float(ref_total[k])
     info: dict[str, Any] = {
@@ -40,6 +42,11 @@ def make_info(k: int, decoded: Decoded, priced: Latency, ref_total: np.ndarray, 
     }
     for name in PER_CLIENT:
         info[name] = getattr(priced, name)[k].copy()
+    if out is not None and out.energy is not None:
+        info["present"] = out.present[k].copy()
+        info["energy_compute_j"] = float(out.energy.compute[k].sum())
+        info["energy_transmit_j"] = float(out.energy.transmit[k].sum())
+        info["energy_j"] = out.energy.total[k].copy()
     return info
 
 
@@ -130,7 +137,7 @@ class PSLEnv(gym.Env):
             out = self.core.play(batch)
             obs = self.core.observe()[0]
         self._state = None
-        info = make_info(0, out.decoded, out.priced, out.reference_total, int(out.rounds[0]))
+        info = make_info(0, out.decoded, out.priced, out.reference_total, int(out.rounds[0]), out)
         reward = float(out.reward[0])
         self._last_decoded = out.decoded
         self.last_latency = out.priced.rows(0)
@@ -182,8 +189,12 @@ class PSLEnv(gym.Env):
         simulator rounds); ``prev_latency_ratio`` is the previous round's latency over its reference
         latency."""
         b = obs.stacked()
+        n = obs.num_clients
+        devices = (np.ones((1, n), bool) if b.present is None else b.present,
+                   np.ones((1, n)) if b.availability is None else b.availability,
+                   np.full((1, n), np.inf) if b.battery_j is None else b.battery_j)
         return self.encoder.encode(b.gains, b.client_flops, b.power_budget_w, b.prev_cut, b.has_prev,
-                                   np.array([float(prev_latency_ratio)]), b.round, b.sync)[0]
+                                   np.array([float(prev_latency_ratio)]), b.round, b.sync, devices=devices)[0]
 
     def _write_trace(self, state: RoundState, latency: Latency, info: dict, reward: float) -> None:
         from ..system.trace import RoundTraceWriter, trace_record  # noqa: PLC0415 - only when tracing

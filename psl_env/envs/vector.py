@@ -212,6 +212,11 @@ def _infos(out: StepOutcome, mask: np.ndarray) -> dict[str, Any]:
     infos["allocation"], infos["_allocation"] = alloc, mask.copy()
     for name in PER_CLIENT:
         put(name, getattr(priced, name))
+    if out.energy is not None:
+        put("present", out.present)
+        put("energy_compute_j", out.energy.compute.sum(axis=1))
+        put("energy_transmit_j", out.energy.transmit.sum(axis=1))
+        put("energy_j", out.energy.total)
     return infos
 
 

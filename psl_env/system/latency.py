@@ -139,6 +139,8 @@ class CutTerms:
         mig_up: True where the blocks are uploaded (the cut moved towards the input).
         server_client_s: [..., N] each client's own server time with ``round_structure: per-device``
             (the round is the slowest device's chain, ``server_s`` its sum), else None.
+        absent: [..., N] clients that are not taking part this round (churn): nobody waits for them,
+            they send and receive nothing; None when every client is present.
     """
 
     client_fwd_s: np.ndarray
@@ -152,6 +154,11 @@ class CutTerms:
     mig_bits: np.ndarray | None = None
     mig_up: np.ndarray | None = None
     server_client_s: np.ndarray | None = None
+    absent: np.ndarray | None = None
+
+    def _mask(self, t: np.ndarray) -> np.ndarray:
+        """Per-client times with the absent clients out of every maximum."""
+        return t if self.absent is None else np.where(self.absent, -np.inf, t)
 
     def __post_init__(self) -> None:
         if np.ndim(self.broadcast_s) == 0 and self.broadcast_s == 0.0:
@@ -164,12 +171,12 @@ class CutTerms:
         return self.client_fwd_s
 
     def uplink_times(self, rate_up: np.ndarray) -> np.ndarray:
-        """tF_i + tU_i, [..., N]."""
-        return self.client_fwd_s + self.up_bits / rate_up
+        """tF_i + tU_i, [..., N] (-inf for absent clients)."""
+        return self._mask(self.client_fwd_s + self.up_bits / rate_up)
 
     def downlink_times(self, rate_down: np.ndarray) -> np.ndarray:
-        """tD_i + tB_i, [..., N]."""
-        return self.dn_off + self.dn_bits / rate_down
+        """tD_i + tB_i, [..., N] (-inf for absent clients)."""
+        return self._mask(self.dn_off + self.dn_bits / rate_down)
 
     def extra_terms(self, rate_up: np.ndarray, rate_down: np.ndarray) -> list[np.ndarray]:
         """Per-client sync (upload, download) and migration times [..., N]; each enters the total
@@ -183,7 +190,7 @@ class CutTerms:
             out += [up, down]
         if self.mig_bits is not None:
             out.append(self.mig_bits / np.where(self.mig_up, rate_up, rate_down))
-        return out
+        return out if self.absent is None else [self._mask(t) for t in out]
 
     def total(self, rate_up: np.ndarray, rate_down: np.ndarray) -> np.ndarray:
         """Round latency, s: the cut axes broadcast against the rate axes, minus the client axis."""
@@ -201,8 +208,8 @@ class CutTerms:
         round structure the phases are those of the slowest device (they still sum to the total)."""
         t_up = self.up_bits / rate_up
         t_dn = self.dn_bits / rate_down
-        up_i = self.client_fwd_s + t_up
-        dn_i = self.dn_off + t_dn
+        up_i = self._mask(self.client_fwd_s + t_up)
+        dn_i = self._mask(self.dn_off + t_dn)
         if self.server_client_s is not None:
             chain = up_i + self.server_client_s + dn_i
             slowest = np.expand_dims(np.argmax(chain, axis=-1), -1)
@@ -226,16 +233,22 @@ class CutTerms:
             migration = extra[-1]
         if not (np.ndim(self.broadcast_s) == 0 and self.broadcast_s == 0.0):
             t_dn = t_dn + np.asarray(self.broadcast_s)[..., None]
+        t_fwd = np.broadcast_to(self.client_fwd_s, t_up.shape)
+        t_bwd = np.broadcast_to(self.client_bwd_s, t_dn.shape)
+        if self.absent is not None:  # absent clients spend nothing this round
+            t_fwd, t_up, t_dn, t_bwd = (np.where(self.absent, 0.0, t) for t in (t_fwd, t_up, t_dn, t_bwd))
         return Latency(total, uplink_phase, np.broadcast_to(server, np.shape(total)), downlink_phase,
-                       sync, migration, np.broadcast_to(self.client_fwd_s, t_up.shape), t_up, t_dn,
-                       np.broadcast_to(self.client_bwd_s, t_dn.shape), rate_up, rate_down)
+                       sync, migration, t_fwd, t_up, t_dn, t_bwd, rate_up, rate_down)
 
 
-def server_time(tables: SchemeTables, cut: np.ndarray) -> np.ndarray:
-    """TsF + TsB of cuts [..., N], s: every client's rows forward, (b - m) of them backward per
-    client, and EPSL's m averaged rows forward and backward once at the common cut."""
-    server_fwd = tables.server_fwd_flops[cut].sum(axis=-1)
-    server_bwd = tables.server_bwd_scale * tables.server_bwd_flops[cut].sum(axis=-1)
+def server_time(tables: SchemeTables, cut: np.ndarray, present: np.ndarray | None = None) -> np.ndarray:
+    """TsF + TsB of cuts [..., N], s: every (present) client's rows forward, (b - m) of them backward
+    per client, and EPSL's m averaged rows forward and backward once at the common cut."""
+    fwd, bwd = tables.server_fwd_flops[cut], tables.server_bwd_flops[cut]
+    if present is not None:
+        fwd, bwd = fwd * present, bwd * present
+    server_fwd = fwd.sum(axis=-1)
+    server_bwd = tables.server_bwd_scale * bwd.sum(axis=-1)
     if tables.server_shared_bwd_flops is not None:
         server_fwd = server_fwd + tables.server_shared_fwd_flops[cut[..., 0]]
         server_bwd = server_bwd + tables.server_shared_bwd_flops[cut[..., 0]]
@@ -249,7 +262,8 @@ def server_time_per_client(tables: SchemeTables, cut: np.ndarray) -> np.ndarray:
 
 def cut_terms(tables: SchemeTables, cut: np.ndarray, client_flops: np.ndarray,
               broadcast_rate: np.ndarray | float | None = None, prev_cut: np.ndarray | None = None,
-              sync: np.ndarray | bool = False, memory_bytes: np.ndarray | None = None) -> CutTerms:
+              sync: np.ndarray | bool = False, memory_bytes: np.ndarray | None = None,
+              present: np.ndarray | None = None) -> CutTerms:
     """The rate-independent terms of the round latency for cuts ``cut`` [..., N].
 
     Args:
@@ -263,15 +277,17 @@ def cut_terms(tables: SchemeTables, cut: np.ndarray, client_flops: np.ndarray,
         sync: whether the round syncs (FedAvg), a bool or [...] per row.
         memory_bytes: [..., N] client memory caps: a client whose cut needs more never finishes
             (infinite forward time). None: not checked.
+        present: [..., N] which clients take part (churn; None: all of them).
     """
     cut = np.asarray(cut)
+    absent = None if present is None or np.all(present) else ~np.asarray(present, dtype=bool)
     t_fwd = tables.client_fwd_flops[cut] / client_flops
     if memory_bytes is not None:
         over = tables.client_memory_bytes[cut] > memory_bytes
         if over.any():
             t_fwd = np.where(over, np.inf, t_fwd)
     t_bwd = tables.client_bwd_flops[cut] / client_flops
-    server_s = server_time(tables, cut)
+    server_s = server_time(tables, cut, None if absent is None else ~absent)
     broadcast_s = 0.0
     if tables.dn_broadcast_bits is not None:
         if broadcast_rate is None:
@@ -292,16 +308,16 @@ def cut_terms(tables: SchemeTables, cut: np.ndarray, client_flops: np.ndarray,
             mig_bits, mig_up = moved, np.broadcast_to(cut < prev, moved.shape)
     chain = server_time_per_client(tables, cut) if tables.per_device_chain else None
     return CutTerms(t_fwd, t_bwd, broadcast_s, tables.up_bits[cut], tables.dn_unicast_bits[cut], server_s,
-                    sync_bits, sync_rows, mig_bits, mig_up, chain)
+                    sync_bits, sync_rows, mig_bits, mig_up, chain, absent)
 
 
 def latency_from_rates(tables: SchemeTables, cut: np.ndarray, rate_up: np.ndarray, rate_down: np.ndarray,
                        client_flops: np.ndarray, broadcast_rate: np.ndarray | float | None = None,
                        prev_cut: np.ndarray | None = None, sync: np.ndarray | bool = False,
-                       memory_bytes: np.ndarray | None = None) -> Latency:
+                       memory_bytes: np.ndarray | None = None, present: np.ndarray | None = None) -> Latency:
     """The round latency of cuts ``cut`` [..., N] at per-client rates [..., N] (see ``cut_terms``)."""
-    return cut_terms(tables, cut, client_flops, broadcast_rate, prev_cut, sync, memory_bytes).latency(rate_up,
-                                                                                                       rate_down)
+    return cut_terms(tables, cut, client_flops, broadcast_rate, prev_cut, sync, memory_bytes,
+                     present).latency(rate_up, rate_down)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -373,7 +389,7 @@ class LatencyModel:
     def price(self, gains: np.ndarray, client_flops: np.ndarray, cut: np.ndarray, owner: np.ndarray,
               power_w: np.ndarray, prev_cut: np.ndarray | None = None, sync: np.ndarray | bool = False,
               broadcast_rate: np.ndarray | float | None = None, gains_rows: np.ndarray | None = None,
-              memory_bytes: np.ndarray | None = None) -> Latency:
+              memory_bytes: np.ndarray | None = None, present: np.ndarray | None = None) -> Latency:
         """The latency of allocations on gains [..., N, M] (``broadcast_rate``: R_bc if known).
 
         ``prev_cut``: the previous round's cuts [..., N] (None: no previous round; in a batch, rows
@@ -381,21 +397,22 @@ class LatencyModel:
         allocations is priced on ``gains[gains_rows[r]]`` (several allocations of one round at once);
         the per-row arguments (``client_flops``, ``sync``, ``broadcast_rate``) then have R rows too.
         ``memory_bytes`` [..., N]: the clients' memory caps (a cut over a cap never finishes).
+        ``present`` [..., N]: the clients taking part (None: all of them).
         """
         with np.errstate(divide="ignore", invalid="ignore"):  # a client without a rate waits forever
             if self.kernels is not None and gains.ndim == 3 and owner.ndim == 2:
                 return self._price_compiled(gains, client_flops, cut, owner, power_w, prev_cut, sync, broadcast_rate,
-                                            gains_rows, memory_bytes)
+                                            gains_rows, memory_bytes, present)
             if gains_rows is not None:
                 gains = gains[gains_rows]
             if broadcast_rate is None and self.tables.uses_broadcast:
                 broadcast_rate = self.radio.broadcast_rate(gains)
             up, down = rates(self.radio, gains, owner, power_w)
             return latency_from_rates(self.tables, cut, up, down, client_flops, broadcast_rate, prev_cut, sync,
-                                      memory_bytes)
+                                      memory_bytes, present)
 
     def _price_compiled(self, gains, client_flops, cut, owner, power_w, prev_cut, sync, broadcast_rate,
-                        gains_rows, memory_bytes) -> Latency:
+                        gains_rows, memory_bytes, present) -> Latency:
         """``price`` of a batch with the compiled kernel (the spectral efficiencies and the server sums
         with numpy, see ``latency_kernels``)."""
         k, n, m = gains.shape
@@ -405,14 +422,20 @@ class LatencyModel:
         if cached is None or cached[0] is not gains_rows:  # (the same array object, not a reused id)
             env = np.arange(rows) if gains_rows is None else np.asarray(gains_rows)
             cached = self._bases[key] = (gains_rows, env[:, None] * (n * m) + np.arange(m)[None, :],
-                                         np.full((rows, n), np.inf))
-        _, base, no_caps = cached
+                                         np.full((rows, n), np.inf), np.ones((rows, n), dtype=bool))
+        _, base, no_caps, everyone = cached
         g_sel = gains.reshape(-1).take(base + np.maximum(owner, 0) * m)
         radio = self.radio
         up_se = radio.uplink_se(g_sel, power_w)
         down_se = radio.downlink_se(g_sel)
         cut = np.ascontiguousarray(cut, dtype=np.int64)
-        server_s = self._server_common[cut[:, 0]] if self._server_common is not None else server_time(self.tables, cut)
+        if present is None or present.all():
+            present = everyone
+            server_s = (self._server_common[cut[:, 0]] if self._server_common is not None
+                        else server_time(self.tables, cut))
+        else:
+            present = np.ascontiguousarray(present, dtype=bool)
+            server_s = server_time(self.tables, cut, present)
         if prev_cut is None:
             has_prev, prev = np.zeros(rows, dtype=bool), cut
         else:
@@ -431,7 +454,8 @@ class LatencyModel:
         phases = np.empty((5, rows))
         client = np.empty((6, rows, n))
         self.kernels.price_rows(np.ascontiguousarray(owner, dtype=np.int64), up_se, down_se, cut,
-                                np.ascontiguousarray(client_flops, dtype=np.float64), memory, prev, has_prev, sync_rows,
+                                np.ascontiguousarray(client_flops, dtype=np.float64), memory, present, prev, has_prev,
+                                sync_rows,
                                 r_bc, np.ascontiguousarray(server_s, dtype=np.float64), server_client,
                                 self._kernel_tables, radio.bw_hz, t.uses_broadcast, t.migration, t.per_device_chain,
                                 total, phases, client)
@@ -440,13 +464,13 @@ class LatencyModel:
     def evaluate(self, state: RoundState, alloc: Allocation) -> Latency:
         """The latency of one round on its true gains."""
         return self.price(state.gains, state.client_flops, alloc.cut, alloc.owner, alloc.power_w, state.prev_cut,
-                          state.sync, memory_bytes=state.memory_bytes).scalar()
+                          state.sync, memory_bytes=state.memory_bytes, present=state.present).scalar()
 
     def expected(self, obs: Observation, alloc: Allocation) -> Latency:
         """The latency of one round as a decision expects it (on the observed gains)."""
         return self.price(obs.gains, obs.client_flops, alloc.cut, alloc.owner, alloc.power_w,
                           obs.prev_cut if obs.has_prev else None, obs.sync, obs.broadcast_rate,
-                          memory_bytes=obs.memory_bytes).scalar()
+                          memory_bytes=obs.memory_bytes, present=obs.present).scalar()
 
 
 def round_latency(state: RoundState, alloc: Allocation, model: LatencyModel) -> Latency:

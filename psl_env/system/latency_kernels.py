@@ -27,8 +27,8 @@ def _max_nan(cur, v):  # pragma: no cover - compiled
 
 # error_model="numpy": x / 0 gives inf or NaN as in numpy (a client without a rate waits forever)
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def price_rows(owner, up_se, down_se, cut, flops, memory, prev, has_prev, sync, r_bc, server_s, server_client, tables,
-               bw, use_bc, migration, chain, total, phases, client):  # pragma: no cover
+def price_rows(owner, up_se, down_se, cut, flops, memory, present, prev, has_prev, sync, r_bc, server_s, server_client,
+               tables, bw, use_bc, migration, chain, total, phases, client):  # pragma: no cover
     """Price R rounds.
 
     Args:
@@ -36,6 +36,7 @@ def price_rows(owner, up_se, down_se, cut, flops, memory, prev, has_prev, sync, 
         up_se, down_se: [R, M] uplink / downlink spectral efficiency of each subchannel for its owner.
         cut, prev: [R, N] int64 cuts and previous cuts (read where ``has_prev``); flops: [R, N] FLOP/s.
         memory: [R, N] the clients' memory caps, bytes (a cut needing more never finishes).
+        present: [R, N] bool, the clients taking part (the others are out of every maximum and spend nothing).
         has_prev, sync: [R] bool; r_bc: [R] broadcast rates (read with ``use_bc``); server_s: [R] s.
         server_client: [R, N] each client's own server time (read with ``chain``: the round is the
             slowest device's chain, ``round_structure: per-device``).
@@ -76,6 +77,14 @@ def price_rows(owner, up_se, down_se, cut, flops, memory, prev, has_prev, sync, 
             c = cut[r, i]
             ru = up[i] * bw
             rd = down[i] * bw
+            client[4, r, i] = ru
+            client[5, r, i] = rd
+            if not present[r, i]:
+                client[0, r, i] = 0.0
+                client[1, r, i] = 0.0
+                client[2, r, i] = 0.0
+                client[3, r, i] = 0.0
+                continue
             t_fwd = np.inf if mem_tab[c] > memory[r, i] else fwd_tab[c] / flops[r, i]
             t_bwd = bwd_tab[c] / flops[r, i]
             t_up = up_tab[c] / ru
@@ -94,14 +103,14 @@ def price_rows(owner, up_se, down_se, cut, flops, memory, prev, has_prev, sync, 
             client[1, r, i] = t_up
             client[2, r, i] = t_dn + bc if use_bc else t_dn
             client[3, r, i] = t_bwd
-            client[4, r, i] = ru
-            client[5, r, i] = rd
         t = slowest if chain else up_phase + server + dn_phase
         sync_s = 0.0
         if any_sync:
             s_up = -np.inf
             s_dn = -np.inf
             for i in range(n):
+                if not present[r, i]:
+                    continue
                 delta = param_tab[cut[r, i]]
                 s_up = _max_nan(s_up, delta / client[4, r, i] if sync[r] else 0.0)
                 s_dn = _max_nan(s_dn, delta / client[5, r, i] if sync[r] else 0.0)
@@ -112,6 +121,8 @@ def price_rows(owner, up_se, down_se, cut, flops, memory, prev, has_prev, sync, 
         if any_move:
             mig = -np.inf
             for i in range(n):
+                if not present[r, i]:
+                    continue
                 c = cut[r, i]
                 p = prev[r, i] if has_prev[r] else c
                 moved = abs(param_tab[c] - param_tab[p])

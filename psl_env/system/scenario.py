@@ -108,8 +108,34 @@ class ChannelConfig:
     speed_mps: list = _f([1.0, 3.0], "[low, high] client speed (Doppler, mobility), m/s", "pedestrian, typical",
                          low=0.0, high=100.0)
     mobility: bool = _f(False, "move clients every round by speed x round latency (updates distances)")
+    mobility_step_s: float = _f(None, "with mobility, the seconds a round lasts for the walk (null: the round's "
+                                      "latency; a number makes the walk independent of the decisions)", "ours",
+                                low=0.0, high=1e6, nullable=True)
     trace_file: Any = _f(None, "gains trace (`.npz` with `gains` [T,N,M] or a round-trace `.jsonl`) for "
                                "`kind: trace`", nullable=True)
+
+
+@dataclass(frozen=True)
+class DynamicsConfig:
+    """What changes between rounds besides the channel: background load, churn, energy (all off by default)."""
+
+    load_levels: list = _f([1.0], "the share of a device's compute rate left by background load, one per state of "
+                                   "a Markov chain per device (e.g. [1.0, 0.5, 0.1]); [1.0]: no load",
+                           "ours (issue scenario dynamic-edge)")
+    load_stay: float = _f(1.0, "probability that a device's load state stays the same next round; otherwise it "
+                               "jumps to another state uniformly", "ours", low=0.0, high=1.0)
+    churn_leave: float = _f(0.0, "probability that a present device leaves before the next round (it gets no "
+                                 "subchannels and is not waited for; it keeps its client-side state)", "ours",
+                            low=0.0, high=1.0)
+    churn_rejoin: float = _f(0.0, "probability that an absent device comes back before the next round", "ours",
+                             low=0.0, high=1.0)
+    kappa: float = _f(1e-28, "effective switched capacitance of the devices' processors: compute energy is kappa "
+                             "f^2 joules per FLOP at compute rate f (FLOP/s)", "DVFS model, typical", low=0.0,
+                      high=1e-20)
+    battery_j: Any = _f(None, "energy budget of every device for an episode, J (a device whose battery is empty "
+                              "leaves for good); null: unlimited", "ours", nullable=True)
+    energy_weight: float = _f(0.0, "weight of the energy (J) against the reference allocation's in the reward: "
+                                   "r = -(T / T_ref + w E / E_ref)", "ours", low=0.0, high=1000.0)
 
 
 @dataclass(frozen=True)
@@ -177,12 +203,20 @@ class Scenario:
     devices: DevicesConfig = field(default_factory=DevicesConfig, metadata={"doc": "client devices"})
     server: ServerConfig = field(default_factory=ServerConfig, metadata={"doc": "edge server"})
     channel: ChannelConfig = field(default_factory=ChannelConfig, metadata={"doc": "wireless channel"})
+    dynamics: DynamicsConfig = field(default_factory=DynamicsConfig,
+                                     metadata={"doc": "background load, churn and energy"})
     training: TrainingConfig = field(default_factory=TrainingConfig, metadata={"doc": "real split training"})
 
     @property
     def per_device_cuts(self) -> bool:
         """True when every client has its own cut (EdgeSplit)."""
         return self.scheme == "edgesplit"
+
+    @property
+    def has_dynamics(self) -> bool:
+        """Background load, churn or a battery: the observation then carries the devices' state."""
+        d = self.dynamics
+        return len(d.load_levels) > 1 or d.churn_leave > 0 or d.battery_j is not None
 
     @property
     def effective_sync_period(self) -> int:
@@ -204,7 +238,8 @@ class Scenario:
 
 # Sections of a scenario that are dataclasses of their own.
 _NESTED: dict[type, dict[str, type]] = {
-    Scenario: {"devices": DevicesConfig, "server": ServerConfig, "channel": ChannelConfig, "training": TrainingConfig},
+    Scenario: {"devices": DevicesConfig, "server": ServerConfig, "channel": ChannelConfig,
+               "dynamics": DynamicsConfig, "training": TrainingConfig},
 }
 
 
@@ -360,6 +395,12 @@ def _cross_checks(s: Scenario) -> None:
     if s.scheme in ("psl", "sfl", "edgesplit") and s.phi != 0.0:
         extra = " (per-device cuts require phi = 0)" if s.scheme == "edgesplit" else ""
         raise ScenarioError(f"phi: {s.phi:g} is not allowed with scheme={s.scheme!r}{extra}; allowed: 0")
+    levels = s.dynamics.load_levels
+    if not levels or any(isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v <= 1 for v in levels):
+        raise ScenarioError(f"dynamics.load_levels: {levels!r} is not allowed; allowed: a list of shares in (0, 1]")
+    if s.dynamics.battery_j is not None and (isinstance(s.dynamics.battery_j, bool) or not isinstance(
+            s.dynamics.battery_j, (int, float)) or s.dynamics.battery_j <= 0):
+        raise ScenarioError(f"dynamics.battery_j: {s.dynamics.battery_j!r} is not allowed; allowed: a number > 0 or null")
     if s.round_structure == "per-device" and s.phi != 0.0:
         raise ScenarioError(f"round_structure: 'per-device' is not allowed with phi={s.phi:g} (the aggregated "
                             "rows tie the clients together); allowed: phi = 0, or round_structure 'phases'")

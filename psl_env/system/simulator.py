@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..models.profile import ModelProfile, load_profile
+from .energy import round_energy
 from .latency import Latency, LatencyModel
 from .scenario import Scenario, load_scenario
 from .state import Allocation, Devices, RoundState
@@ -35,6 +36,7 @@ class NetworkSimulator:
         self.world = World(self.scenario, 1, model.radio, model.uses_broadcast, backend, model.tables.min_memory_bytes)
         self.rng = np.random.default_rng(self.scenario.seed)
         self.state: RoundState | None = None
+        self.last_energy = None
 
     @property
     def devices(self) -> Devices | None:
@@ -52,20 +54,30 @@ class NetworkSimulator:
         self.state = self.world.state(0)
         return self.state
 
-    def advance(self, cut: np.ndarray, latency_s: float) -> RoundState:
-        """The next round, after a round that used ``cut`` and lasted ``latency_s`` seconds."""
+    def advance(self, cut: np.ndarray, latency_s: float, energy_j: np.ndarray | None = None) -> RoundState:
+        """The next round, after a round that used ``cut``, lasted ``latency_s`` seconds and cost the
+        devices ``energy_j`` [N] joules."""
         if self.state is None:
             raise RuntimeError("call reset() before advance()")
-        self.world.advance(np.asarray(cut, dtype=np.int64)[None], np.array([float(latency_s)]))
+        self.world.advance(np.asarray(cut, dtype=np.int64)[None], np.array([float(latency_s)]), None,
+                           None if energy_j is None else np.asarray(energy_j)[None])
         self.state = self.world.state(0)
         return self.state
 
     def step(self, alloc: Allocation) -> tuple[Latency, RoundState]:
-        """Price ``alloc`` on the current round's true gains, then advance; returns (latency, next state)."""
+        """Price ``alloc`` on the current round's true gains, then advance; returns (latency, next
+        state). With dynamics, ``last_energy`` holds what the round cost the devices."""
         if self.state is None:
             raise RuntimeError("call reset() before step()")
-        lat = self.latency_model.evaluate(self.state, alloc)
-        return lat, self.advance(alloc.cut, lat.total)
+        state, model = self.state, self.latency_model
+        lat = model.evaluate(state, alloc)
+        energy = None
+        if self.world.dynamic:
+            self.last_energy = round_energy(model.tables, self.scenario.dynamics.kappa, state.client_flops, alloc.cut,
+                                            alloc.owner, alloc.power_w, lat, state.prev_cut, state.sync,
+                                            state.present)
+            energy = self.last_energy.total
+        return lat, self.advance(alloc.cut, lat.total, energy)
 
 
 __all__ = ["NetworkSimulator"]

@@ -4,7 +4,7 @@ round (true state), the observation (what a scheduler may see) and the allocatio
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
@@ -46,6 +46,10 @@ class RoundState:
         prev_latency_s: the previous round's latency, s (0 on the first round).
         sync: whether this round ends with a FedAvg sync of client-side models.
         distance_m: [N] current distances, m.
+        present: [N] bool, the clients taking part (churn; None: all of them).
+        availability: [N] the share of each device's compute rate left by background load (None:
+            all of it; ``client_flops`` is already the rate left).
+        battery_j: [N] energy left in each device's battery, J (None: unlimited).
     """
 
     round: int
@@ -59,6 +63,9 @@ class RoundState:
     prev_latency_s: float = 0.0
     sync: bool = False
     distance_m: np.ndarray | None = None
+    present: np.ndarray | None = None
+    availability: np.ndarray | None = None
+    battery_j: np.ndarray | None = None
 
     @property
     def num_clients(self) -> int:
@@ -74,7 +81,8 @@ class RoundState:
         has_prev = self.prev_cut is not None
         prev = np.asarray(self.prev_cut, dtype=np.int64) if has_prev else np.zeros(n, dtype=np.int64)
         return Observation(self.observed_gains, self.client_flops, self.power_budget_w, self.memory_bytes, prev,
-                           has_prev, float(self.prev_latency_s), int(self.round), bool(self.sync), int(self.episode))
+                           has_prev, float(self.prev_latency_s), int(self.round), bool(self.sync), int(self.episode),
+                           None, self.present, self.availability, self.battery_j)
 
 
 @dataclass
@@ -97,6 +105,11 @@ class Observation:
         episode: [...] episode index.
         broadcast_rate: [...] R_bc of the observed gains, bit/s, when the producer already has it
             (else None: consumers compute it).
+        present: [..., N] bool, the clients taking part this round (None: all of them). Absent
+            clients must get no subchannel (``present_subproblem`` helps decision makers).
+        availability: [..., N] the share of each device's compute rate left by background load
+            (None: all; ``client_flops`` is already the rate left).
+        battery_j: [..., N] energy left in each device's battery, J (None: unlimited).
     """
 
     gains: np.ndarray
@@ -110,6 +123,9 @@ class Observation:
     sync: np.ndarray | bool
     episode: np.ndarray | int = 0
     broadcast_rate: np.ndarray | float | None = None
+    present: np.ndarray | None = None
+    availability: np.ndarray | None = None
+    battery_j: np.ndarray | None = None
 
     @property
     def num_clients(self) -> int:
@@ -133,19 +149,51 @@ class Observation:
         if not self.batched:
             raise IndexError("a one-round observation has no batch axis")
         r_bc = None if self.broadcast_rate is None else float(self.broadcast_rate[k])
+        pick = (lambda a: None if a is None else a[k])  # noqa: E731
         return Observation(self.gains[k], self.client_flops[k], self.power_budget_w[k], self.memory_bytes[k],
                            self.prev_cut[k], bool(self.has_prev[k]), float(self.prev_latency_s[k]),
-                           int(self.round[k]), bool(self.sync[k]), int(self.episode[k]), r_bc)
+                           int(self.round[k]), bool(self.sync[k]), int(self.episode[k]), r_bc,
+                           pick(self.present), pick(self.availability), pick(self.battery_j))
 
     def stacked(self) -> "Observation":
         """This one-round observation as a batch of one (K = 1)."""
         if self.batched:
             return self
         r_bc = None if self.broadcast_rate is None else np.array([self.broadcast_rate], dtype=np.float64)
+        lift = (lambda a: None if a is None else np.asarray(a)[None])  # noqa: E731
         return Observation(self.gains[None], self.client_flops[None], self.power_budget_w[None],
                            self.memory_bytes[None], np.asarray(self.prev_cut)[None], np.array([self.has_prev]),
                            np.array([float(self.prev_latency_s)]), np.array([int(self.round)]),
-                           np.array([bool(self.sync)]), np.array([int(self.episode)]), r_bc)
+                           np.array([bool(self.sync)]), np.array([int(self.episode)]), r_bc,
+                           lift(self.present), lift(self.availability), lift(self.battery_j))
+
+    @property
+    def everyone_present(self) -> bool:
+        return self.present is None or bool(np.all(self.present))
+
+    def present_subproblem(self) -> tuple["Observation", "Callable[[Allocation], Allocation]"]:
+        """This one-round observation restricted to the present clients, and a function that maps an
+        allocation of that sub-problem back to all N clients (absent ones own no subchannel; their
+        cut is the previous one, or the common cut). With everyone present: (self, identity)."""
+        if self.everyone_present:
+            return self, lambda alloc: alloc
+        idx = np.flatnonzero(self.present)
+        n = self.num_clients
+        pick = (lambda a: None if a is None else np.asarray(a)[idx])  # noqa: E731
+        sub = Observation(self.gains[idx], self.client_flops[idx], self.power_budget_w[idx], self.memory_bytes[idx],
+                          np.asarray(self.prev_cut)[idx], self.has_prev, self.prev_latency_s, self.round, self.sync,
+                          self.episode, None, None, pick(self.availability), pick(self.battery_j))
+        prev = np.asarray(self.prev_cut)
+
+        def expand(alloc: Allocation) -> Allocation:
+            cut = np.where(self.has_prev, prev, alloc.cut[0]).astype(np.int64)
+            if np.all(alloc.cut == alloc.cut[0]):  # a common cut: the absent clients follow it
+                cut = np.full(n, alloc.cut[0], dtype=np.int64)
+            cut[idx] = alloc.cut
+            owner = np.where(alloc.owner >= 0, idx[np.maximum(alloc.owner, 0)], -1)
+            return Allocation(cut, owner, alloc.power_w)
+
+        return sub, expand
 
 
 @dataclass(frozen=True)
@@ -185,7 +233,8 @@ def check_allocation(alloc: Allocation, state: RoundState | Observation, tables:
         raise InfeasibleAllocation(f"cut {cut.tolist()} outside 1..{num_blocks - 1}")
     if common_cut and np.any(cut != cut[0]):
         raise InfeasibleAllocation(f"cut {cut.tolist()} is not common but the scheme needs one cut")
-    over = tables.client_memory_bytes[cut] > state.memory_bytes
+    present = np.ones(n, dtype=bool) if state.present is None else np.asarray(state.present, dtype=bool)
+    over = (tables.client_memory_bytes[cut] > state.memory_bytes) & present
     if np.any(over):
         raise InfeasibleAllocation(f"cut {cut.tolist()} needs more memory than clients "
                                    f"{np.flatnonzero(over).tolist()} have")
@@ -200,5 +249,7 @@ def check_allocation(alloc: Allocation, state: RoundState | Observation, tables:
         raise InfeasibleAllocation(f"power budget exceeded: spent {spent.tolist()} budget "
                                    f"{state.power_budget_w.tolist()}")
     served = np.bincount(owner[owner >= 0], minlength=n)
-    if np.any(served == 0):
-        raise InfeasibleAllocation(f"clients {np.flatnonzero(served == 0).tolist()} have no subchannel")
+    if np.any((served == 0) & present):
+        raise InfeasibleAllocation(f"clients {np.flatnonzero((served == 0) & present).tolist()} have no subchannel")
+    if np.any((served > 0) & ~present):
+        raise InfeasibleAllocation(f"absent clients {np.flatnonzero((served > 0) & ~present).tolist()} own subchannels")

@@ -6,7 +6,14 @@ the channel's reset draws, then one step's draws per round), so env k of a batch
 reproduces a lone env seeded s + k exactly.
 
 A round: ``observation()`` (what a scheduler may see) -> a decision -> the caller prices it on the
-true ``gains`` -> ``advance(cut, latency_s)`` moves every env to its next round. With a worker
+true ``gains`` -> ``advance(cut, latency_s)`` moves every env to its next round.
+
+Dynamics (``scenario.dynamics``, off by default): each device's background load is a Markov chain
+over ``load_levels`` (the share of its compute rate left; it stays with ``load_stay``, else jumps to
+another level uniformly), devices leave and rejoin (``churn_leave``, ``churn_rejoin``; at least one
+stays), and batteries drain with the energy each round costs (an empty one leaves for good). These
+draws follow the channel's, from the same generator, in round order: they never depend on the
+decisions, so every method meets the same realized episode. With a worker
 thread (``use_thread``), ``begin_step`` starts the next round's random draws (and, for channels
 whose next gains do not depend on the latency, the whole fading step) while the caller decodes
 and prices; ``finish_step`` joins and advances. Results are identical with or without the thread:
@@ -89,8 +96,17 @@ class World:
         self.has_prev = np.zeros(k, dtype=bool)
         self.prev_latency = np.zeros(k)
         self.sync = np.zeros(k, dtype=bool)
-        self.devices_changed = False  # the channel replaced device figures in the last advance
+        self.devices_changed = False  # the channel or the load changed device figures in the last advance
         self._pool = None
+        dyn = scenario.dynamics
+        self.dynamic = scenario.has_dynamics
+        self.load_levels = np.asarray(dyn.load_levels, dtype=np.float64)
+        self.base_flops = np.zeros((k, n))  # the devices' own rates (before background load)
+        self.load_state = np.zeros((k, n), dtype=np.int64)
+        self.availability = np.ones((k, n))
+        self.present = np.ones((k, n), dtype=bool)
+        self.alive = np.ones((k, n), dtype=bool)  # battery not empty
+        self.battery = np.full((k, n), np.inf)
 
     # -- episodes --------------------------------------------------------------------------------------
     def reset_env(self, i: int, rng: np.random.Generator) -> None:
@@ -107,7 +123,17 @@ class World:
         prev, gains = self.channel.reset_env(i, devices)
         self.episode[i] += 1
         flops, budget = self.channel.device_rates(None)
-        self.client_flops[i] = devices.client_flops if flops is None else flops[i]
+        self.base_flops[i] = devices.client_flops if flops is None else flops[i]
+        self.client_flops[i] = self.base_flops[i]
+        if self.dynamic:
+            levels = self.load_levels.size
+            self.load_state[i] = rng.integers(levels, size=self.n) if levels > 1 else 0
+            self.availability[i] = self.load_levels[self.load_state[i]]
+            self.client_flops[i] = self.base_flops[i] * self.availability[i]
+            self.present[i] = True
+            self.alive[i] = True
+            battery = self.scenario.dynamics.battery_j
+            self.battery[i] = np.inf if battery is None else float(battery)
         self.power_budget_w[i] = devices.power_budget_w if budget is None else budget[i]
         self.memory_bytes[i] = devices.memory_bytes
         self.gains[i] = gains
@@ -126,9 +152,11 @@ class World:
     # -- what a scheduler sees, what is true -------------------------------------------------------------
     def observation(self) -> Observation:
         """What the schedulers of the K envs may see now (views of the world's arrays)."""
+        dyn = self.dynamic
         return Observation(self.observed_gains, self.client_flops, self.power_budget_w, self.memory_bytes,
                            self.prev_cut, self.has_prev, self.prev_latency, self.round, self.sync, self.episode,
-                           self.r_bc_seen)
+                           self.r_bc_seen, self.present if dyn else None, self.availability if dyn else None,
+                           self.battery if dyn else None)
 
     def state(self, i: int) -> RoundState:
         """The current round of env i (copies): true and observed gains."""
@@ -138,9 +166,12 @@ class World:
             distance = self.devices[i].distance_m.copy()
         gains = self.gains[i].copy()
         observed = self.observed_gains[i].copy() if self.delayed else gains
+        dyn = self.dynamic
         return RoundState(int(self.round[i]), int(self.episode[i]), self.client_flops[i].copy(),
                           self.power_budget_w[i].copy(), self.memory_bytes[i].copy(), gains, observed, prev,
-                          float(self.prev_latency[i]), bool(self.sync[i]), distance)
+                          float(self.prev_latency[i]), bool(self.sync[i]), distance,
+                          self.present[i].copy() if dyn else None, self.availability[i].copy() if dyn else None,
+                          self.battery[i].copy() if dyn else None)
 
     # -- rounds ----------------------------------------------------------------------------------------
     def use_thread(self, enabled: bool) -> None:
@@ -176,9 +207,11 @@ class World:
             self._draw([(0, self.k)], active)
         return step
 
-    def finish_step(self, step: _Step, cut: np.ndarray, latency_s: np.ndarray) -> None:
+    def finish_step(self, step: _Step, cut: np.ndarray, latency_s: np.ndarray,
+                    energy_j: np.ndarray | None = None) -> None:
         """Move every env in the step's ``active`` set to its next round, after rounds that used
-        ``cut`` [K, N] and lasted ``latency_s`` [K] seconds."""
+        ``cut`` [K, N], lasted ``latency_s`` [K] seconds and cost the devices ``energy_j`` [K, N]
+        joules (drained from the batteries, if they are finite)."""
         active = step.active
         if step.job is not None:
             if step.early:
@@ -205,9 +238,14 @@ class World:
                 self.r_bc = self.r_bc_seen = r_bc
         flops, budget = self.channel.device_rates(active)
         self.devices_changed = flops is not None or budget is not None
-        for new, arr in ((flops, self.client_flops), (budget, self.power_budget_w)):
+        for new, arr in ((flops, self.base_flops), (budget, self.power_budget_w)):
             if new is not None:
                 arr[...] = new if active is None else np.where(active[:, None], new, arr)
+        if self.dynamic:
+            self._evolve(active, energy_j)
+            self.devices_changed = True
+        if flops is not None or self.dynamic:
+            self.client_flops = self.base_flops * self.availability
         if active is None:
             self.round += 1
             self.prev_cut = cut.astype(np.int64, copy=True)
@@ -221,9 +259,34 @@ class World:
         if self.sync_period > 0:
             self.sync = (self.round + 1) % self.sync_period == 0
 
-    def advance(self, cut: np.ndarray, latency_s: np.ndarray, active: np.ndarray | None = None) -> None:
+    def advance(self, cut: np.ndarray, latency_s: np.ndarray, active: np.ndarray | None = None,
+                energy_j: np.ndarray | None = None) -> None:
         """``begin_step`` + ``finish_step`` with nothing in between."""
-        self.finish_step(self.begin_step(active), np.asarray(cut), np.asarray(latency_s, dtype=np.float64))
+        self.finish_step(self.begin_step(active), np.asarray(cut), np.asarray(latency_s, dtype=np.float64), energy_j)
+
+    def _evolve(self, active: np.ndarray | None, energy_j: np.ndarray | None) -> None:
+        """The devices' next load state, presence and battery, per stepping env (see the module docstring)."""
+        dyn = self.scenario.dynamics
+        levels = self.load_levels.size
+        churn = dyn.churn_leave > 0 or dyn.churn_rejoin > 0
+        if energy_j is not None and dyn.battery_j is not None:
+            self.battery = np.where(self.present, self.battery - energy_j, self.battery)
+            self.alive &= self.battery > 0
+        for i in (range(self.k) if active is None else np.flatnonzero(active).tolist()):
+            rng = self.rngs[i]
+            if levels > 1:
+                stay = rng.random(self.n) < dyn.load_stay
+                jump = rng.integers(levels - 1, size=self.n)
+                state = self.load_state[i]
+                self.load_state[i] = np.where(stay, state, jump + (jump >= state))
+            present = self.present[i]
+            if churn:
+                u = rng.random(self.n)
+                nxt = np.where(present, u >= dyn.churn_leave, u < dyn.churn_rejoin) & self.alive[i]
+                self.present[i] = nxt if nxt.any() else present & self.alive[i]  # nobody leaves the last seat
+            else:
+                self.present[i] = present & self.alive[i]
+        self.availability = self.load_levels[self.load_state]
 
     def _draw(self, blocks, active: np.ndarray | None) -> None:
         for a, b in blocks:

@@ -78,7 +78,10 @@ class GaussMarkovChannel(Channel):
         self.doppler = cfg.correlation == "doppler"
         self.mobility = bool(cfg.mobility)
         self.averaged = cfg.small_scale == "averaged"
-        self.latency_independent = not self.mobility and (self.averaged or not self.doppler)
+        # a fixed walk interval makes the walk independent of the decisions (and of a round's latency)
+        self.walk_step_s = cfg.mobility_step_s
+        fixed_walk = not self.mobility or self.walk_step_s is not None
+        self.latency_independent = fixed_walk and (self.averaged or not self.doppler)
         self.uses_rng = self.mobility or not self.averaged
         self.distance_range_m = scenario.devices.distance_m
         if not self.doppler:
@@ -162,27 +165,23 @@ class GaussMarkovChannel(Channel):
             self._generator_list = self.kernels.generator_list(self.rngs)
             self._generator_list[0] = self._generator_list[0]  # compiles the list's setitem now, not at a reset
 
-    def advance(self, latency_s: np.ndarray, active: np.ndarray | None, out: np.ndarray,
+    def advance(self, latency_s: np.ndarray | None, active: np.ndarray | None, out: np.ndarray,
                 start: int = 0, stop: int | None = None) -> None:
         stop = self.k if stop is None else stop
+        walk_s = self._walk_seconds(latency_s) if self.mobility else None
+        if self.mobility:  # the heading drift is drawn after the innovation, for finite rounds only
+            moving = np.zeros(self.k, dtype=bool)
+            moving[start:stop] = np.isfinite(walk_s[start:stop])
+            if active is not None:
+                moving &= active
+            drift = np.zeros((self.k, self.n))
+            for i in np.flatnonzero(moving).tolist():
+                drift[i] = self.rngs[i].normal(0.0, HEADING_DRIFT_RAD, self.n)
         if self.averaged:
             if self.mobility:
-                finite = np.isfinite(latency_s)
-                drift = np.zeros((self.k, self.n))
-                for i in (range(start, stop) if active is None else np.flatnonzero(active).tolist()):
-                    if finite[i]:
-                        drift[i] = self.rngs[i].normal(0.0, HEADING_DRIFT_RAD, self.n)
-                self._move(latency_s, drift, finite if active is None else finite & active)
+                self._move(walk_s, drift, moving)
             out[start:stop] = self.large[start:stop, :, None]
             return
-        if self.mobility:  # the heading drift is drawn after the innovation, for finite rounds only
-            drift = np.zeros((self.k, self.n))
-            finite = np.isfinite(latency_s)
-            rngs = self.rngs
-            for i in (range(start, stop) if active is None else
-                      [j for j in np.flatnonzero(active).tolist() if start <= j < stop]):
-                if finite[i]:
-                    drift[i] = rngs[i].normal(0.0, HEADING_DRIFT_RAD, self.n)
         if self.doppler:
             corr = doppler_correlation(self.speed, self.cfg.carrier_hz, latency_s[:, None])[:, None, :, None]
             scale = np.sqrt(np.maximum(1.0 - corr * corr, 0.0))
@@ -190,8 +189,7 @@ class GaussMarkovChannel(Channel):
             corr, scale = self._corr, self._innov_scale
         move = None
         if self.mobility:
-            moving = finite if active is None else finite & active
-            move = lambda: self._move(latency_s, drift, moving)  # noqa: E731
+            move = lambda: self._move(walk_s, drift, moving)  # noqa: E731
         self._fade(start, stop, corr, scale, out, move)
 
     def _fade(self, a: int, b: int, corr, scale, out: np.ndarray, move=None) -> None:
@@ -211,6 +209,13 @@ class GaussMarkovChannel(Channel):
         np.multiply(h, h, out=sq)
         np.add(sq[:, 0], sq[:, 1], out=out[a:b])
         out[a:b] *= self.large[a:b, :, None]
+
+    def _walk_seconds(self, latency_s: np.ndarray | None) -> np.ndarray:
+        """The seconds each env walks this round [K]: ``channel.mobility_step_s`` when set, else the
+        round's latency (an infeasible round, inf, does not move)."""
+        if self.walk_step_s is None:
+            return latency_s
+        return np.full(self.k, float(self.walk_step_s))
 
     def _walk(self, position: np.ndarray, heading: np.ndarray, step_m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Positions and headings after walking ``step_m`` [..., N] along the headings, reflected off

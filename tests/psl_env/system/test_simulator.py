@@ -82,6 +82,28 @@ def test_mobility_keeps_clients_in_range():
         assert np.all(state.distance_m >= 50 - 1e-6) and np.all(state.distance_m <= 300 + 1e-6)
 
 
+@pytest.mark.parametrize("small_scale", ["per-round", "averaged"])
+def test_a_fixed_walk_interval_makes_the_channel_independent_of_the_decisions(small_scale):
+    def gains_under(cut):
+        sim = NetworkSimulator(load_scenario("small-exact", [
+            "channel.mobility=true", "channel.speed_mps=[20, 30]", "channel.mobility_step_s=0.5",
+            f"channel.small_scale={small_scale}"]))
+        state, out = sim.reset(5), []
+        for _ in range(6):
+            a = fixed_allocation(sim.profile.num_blocks, state.power_budget_w, state.num_subchannels)
+            a = type(a)(np.full_like(a.cut, cut), a.owner, a.power_w)
+            _, state = sim.step(a)
+            out.append((state.gains.copy(), state.distance_m.copy()))
+        return out
+    assert NetworkSimulator(load_scenario("small-exact", [
+        "channel.mobility=true", "channel.mobility_step_s=0.5"])).world.channel.latency_independent
+    first, second = gains_under(1), gains_under(3)
+    for (g1, d1), (g2, d2) in zip(first, second):
+        np.testing.assert_array_equal(g1, g2)
+        np.testing.assert_array_equal(d1, d2)
+    assert not np.allclose(first[0][1], first[-1][1])  # the clients did walk
+
+
 def test_sync_rounds_follow_the_period():
     sim = NetworkSimulator(load_scenario("small-exact", ["scheme=sfl", "phi=0", "sync_period=3"]))
     flags = [s.sync for s, _, _ in run(sim, rounds=6)]
