@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import sys
 
 # Defined in its own module so that ``python -m trainers.cli`` (which loads this file twice, once

@@ -37,6 +37,8 @@ from typing import Any, Callable
 import numpy as np
 import yaml
 
+from psl_env.config_files import brief, read_yaml, shipped
+
 ENV_ID = "psl_env/PSL-v0"
 
 # algo -> (module, class, action types it can drive)
@@ -151,17 +153,21 @@ def apply_overrides(entry: dict, items: list[str]) -> dict:
 
 
 def read_config_file(path: str | Path, env_id: str = ENV_ID) -> tuple[dict, str]:
-    """The raw entry for ``env_id`` in a Zoo-style YAML file, and the algo named by the file."""
+    """The raw entry for ``env_id`` in a Zoo-style YAML file (a path, or the name of a shipped config,
+    e.g. ``ppo``), and the algo named by the file."""
+    found = shipped_configs()
     p = Path(path)
-    if not p.is_file():
-        raise AgentConfigError(f"--config: {str(path)!r} is not a file; shipped: "
-                               f"{', '.join(str(x) for x in shipped_configs())}")
-    try:
-        data = yaml.safe_load(p.read_text())
-    except yaml.YAMLError as err:
-        raise AgentConfigError(f"--config {str(path)!r}: not valid YAML ({str(err).splitlines()[0]})") from None
+    if p.is_file() or str(path) not in found:
+        if not p.exists():
+            raise AgentConfigError(f"--config: {brief(str(path))} is neither a file nor a shipped config; "
+                                   f"allowed: {list(found)} or a path to a .yaml file")
+        source, stem = p, p.stem
+    else:
+        source, stem = found[str(path)], str(path)
+    what = f"--config {brief(str(path))}"
+    data = read_yaml(source, what, AgentConfigError)
     if not isinstance(data, dict) or not data:
-        raise AgentConfigError(f"--config {str(path)!r}: expected a mapping of env id -> hyperparameters")
+        raise AgentConfigError(f"{what}: expected a mapping of env id -> hyperparameters")
     ids = [k for k, v in data.items() if isinstance(k, str) and "/" in k and isinstance(v, dict)]
     if env_id in data:
         entry = data[env_id]
@@ -169,18 +175,18 @@ def read_config_file(path: str | Path, env_id: str = ENV_ID) -> tuple[dict, str]
         env_id = ids[0]  # the file's one env id (e.g. psl_env/PSLTrain-v0)
         entry = data[env_id]
     elif ids:
-        raise AgentConfigError(f"--config {str(path)!r}: no entry for {env_id!r}; found {sorted(ids)}")
+        raise AgentConfigError(f"{what}: no entry for {env_id!r}; found {sorted(ids)}")
     else:
         entry = data  # a bare entry without the env id key
     if not isinstance(entry, dict):
-        raise AgentConfigError(f"--config {str(path)!r}: the {env_id!r} entry must be a mapping")
-    algo = p.stem.split("-")[0] if p.stem.split("-")[0] in ALGOS else p.stem
+        raise AgentConfigError(f"{what}: the {env_id!r} entry must be a mapping")
+    algo = stem.split("-")[0] if stem.split("-")[0] in ALGOS else stem
     return {**dict(entry), "env_id": env_id}, algo
 
 
-def shipped_configs() -> list[Path]:
-    root = Path(__file__).resolve().parents[1] / "configs" / "agents"
-    return sorted(root.glob("*.yaml"))
+def shipped_configs() -> dict[str, Any]:
+    """The shipped agent configs: name (``ppo``, ``sac``, ...) -> resource (``configs/agents/NAME.yaml``)."""
+    return shipped("agents")
 
 
 def build_agent_config(entry: dict, default_algo: str | None = None, env_id: str = ENV_ID,

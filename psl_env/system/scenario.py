@@ -16,8 +16,7 @@ from typing import Any, Iterable
 
 import yaml
 
-# Shipped scenarios live in the repository (configs/scenarios); the package is installed editable.
-SCENARIO_DIR = Path(__file__).resolve().parents[2] / "configs" / "scenarios"
+from ..config_files import brief, read_yaml, shipped
 
 SCHEMES = ("psl", "epsl", "sfl", "edgesplit")
 
@@ -368,31 +367,35 @@ def build_scenario(cfg: dict | None = None, overrides: Iterable[str] | dict | No
 
 
 def available_scenarios() -> list[str]:
-    """Names of the scenarios shipped in ``psl_env/scenarios``."""
-    return sorted(p.stem for p in SCENARIO_DIR.glob("*.yaml"))
+    """Names of the shipped scenarios (``configs/scenarios`` of the repository, installed with the package)."""
+    return list(shipped("scenarios"))
 
 
 def load_scenario(name_or_path: str | Path | dict | Scenario | None = None,
                   overrides: Iterable[str] | dict | None = None) -> Scenario:
-    """A scenario by shipped name, YAML path, mapping or ``Scenario``, with overrides applied."""
+    """A scenario by shipped name, YAML path, mapping or ``Scenario``, with overrides applied.
+
+    A string names an existing file first, then a shipped scenario.
+    """
     if isinstance(name_or_path, Scenario):
         return name_or_path.replace(**parse_overrides(overrides)) if overrides else name_or_path
     if name_or_path is None or isinstance(name_or_path, dict):
         return build_scenario(name_or_path, overrides)
+    if not isinstance(name_or_path, (str, Path)):
+        raise ScenarioError(f"scenario: expected a shipped name, a YAML path, a mapping or a Scenario, got "
+                            f"{type(name_or_path).__name__}")
     path = Path(name_or_path)
-    if not path.exists():
-        shipped = SCENARIO_DIR / f"{name_or_path}.yaml"
-        if not shipped.exists():
-            raise ScenarioError(f"scenario: {str(name_or_path)!r} is neither a file nor a shipped scenario; "
-                                f"allowed: {available_scenarios()} or a path to a .yaml file")
-        path = shipped
-    try:
-        cfg = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise ScenarioError(f"scenario: {path.name} is not valid YAML ({str(err).splitlines()[0]})") from None
-    cfg = cfg or {}
+    found = shipped("scenarios")
+    if path.is_file() or str(name_or_path) not in found:
+        if not path.exists():
+            raise ScenarioError(f"scenario: {brief(str(name_or_path))} is neither a file nor a shipped scenario; "
+                                f"allowed: {list(found)} or a path to a .yaml file")
+        source, stem = path, path.stem
+    else:
+        source, stem = found[str(name_or_path)], str(name_or_path)
+    cfg = read_yaml(source, f"scenario {brief(str(name_or_path))}", ScenarioError)
     if isinstance(cfg, dict) and "name" not in cfg:
-        cfg["name"] = path.stem
+        cfg["name"] = stem
     return build_scenario(cfg, overrides)
 
 

@@ -40,7 +40,7 @@ def train(*argv: str) -> int:
 
 # -- configs ---------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("path", shipped_configs(), ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", list(shipped_configs()))
 def test_shipped_configs_validate(path):
     entry, algo = read_config_file(path)
     cfg = build_agent_config(entry, algo)
