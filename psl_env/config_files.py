@@ -27,10 +27,14 @@ _repr.maxlevel, _repr.maxlist, _repr.maxtuple, _repr.maxdict = 3, 4, 4, 4
 _repr.maxstring = _repr.maxother = 80
 
 
+def clip(text: str, limit: int = MAX_SHOWN) -> str:
+    """``text`` cut to ``limit`` characters (``...`` marks a cut)."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def brief(value: Any) -> str:
     """``repr(value)``, bounded in depth, width and length (safe on huge or alias-expanded values)."""
-    text = _repr.repr(value)
-    return text if len(text) <= MAX_SHOWN else text[: MAX_SHOWN - 3] + "..."
+    return clip(_repr.repr(value))
 
 
 def shipped(kind: str) -> dict[str, Any]:
@@ -99,10 +103,10 @@ def read_yaml(source: Any, what: str, error: type[Exception] = ValueError) -> An
         problem = getattr(err, "problem", None) or (str(err).strip().splitlines() or [type(err).__name__])[0]
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise error(f"{what}: not valid YAML ({problem[:MAX_SHOWN]}{where})") from None
+        raise error(f"{what}: not valid YAML ({clip(problem)}{where})") from None
     if data is None:
         raise error(f"{what}: the file is empty")
     return data
 
 
-__all__ = ["KINDS", "MAX_BYTES", "brief", "read_yaml", "shipped"]
+__all__ = ["KINDS", "MAX_BYTES", "brief", "clip", "read_yaml", "shipped"]
