@@ -26,16 +26,18 @@ from typing import Any
 
 import yaml
 
+from psl_env.config_files import brief, clip, read_yaml
+
 from .cli import UsageError, add_scenario_arguments
 from .sb3_env import (ALGOS, ENV_ID, AgentConfig, AgentConfigError, apply_overrides, build_agent_config,
-                      env_config, read_config_file)
+                      env_config, make_single_env, parse_config, read_config_file)
 
-DEFAULT_SCENARIO = "epsl-resnet18"
 EVAL_SEED = 10_000  # evaluation episodes are seeded apart from the training episodes (seed + env index)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", help="agent config (Zoo-style YAML), e.g. configs/agents/ppo.yaml")
+    parser.add_argument("--config", help="agent config: a shipped name (ppo, ppo-box, sac, a2c, td3, maskable-ppo) "
+                                         "or a Zoo-style YAML file")
     add_scenario_arguments(parser, default=None)
     parser.add_argument("--hyperparams", action="append", default=[], metavar="KEY=VALUE",
                         help="override an agent config key (repeatable; dotted keys reach env_kwargs, "
@@ -64,27 +66,48 @@ def _check_int(value: Any, flag: str, low: int, high: int) -> int | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise UsageError(f"{flag}: {value!r} is not allowed; allowed: an integer in [{low}, {high}]")
+        raise UsageError(f"{flag}: {brief(value)} is not allowed; allowed: an integer in [{low}, {high}]")
     return value
+
+
+def _check_device(device: str) -> None:
+    if not re.fullmatch(r"cpu|auto|cuda(:\d+)?", str(device)):
+        raise UsageError(f"--device: {brief(device)} is not allowed; allowed: cpu, auto, cuda or cuda:N")
+    if device.startswith("cuda"):
+        import torch  # noqa: PLC0415
+
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        index = int(device.partition(":")[2] or 0)
+        if index >= count:
+            raise UsageError(f"--device: {device!r} is not available (this machine has {count} CUDA device(s)); "
+                             f"allowed: cpu, auto" + (f" or cuda:0..cuda:{count - 1}" if count else ""))
 
 
 def _scenario(cfg: AgentConfig, scenario_arg: str | None, overrides: list[str]):
     from psl_env.system.scenario import load_scenario  # noqa: PLC0415
 
-    name = scenario_arg or cfg.env_kwargs.get("scenario") or DEFAULT_SCENARIO
+    name = scenario_arg or cfg.env_kwargs.get("scenario") or cfg.default_scenario
     cfg_overrides = cfg.env_kwargs.get("overrides") or []
     if isinstance(cfg_overrides, dict):
         cfg_overrides = [f"{k}={v}" for k, v in cfg_overrides.items()]
     return name, load_scenario(name, list(cfg_overrides) + list(overrides) or None)
 
 
-def _check_env_config(config: dict) -> None:
-    from psl_env.envs.config import EnvConfigError, build_config  # noqa: PLC0415
+def _probe_env(cfg: AgentConfig, env_cfg: dict, scenario: Any) -> None:
+    """Build one environment of the run here, so that one that cannot be built (bad env_kwargs, a
+    scenario the training-mode env cannot train, a bad wrapper) fails before anything is written,
+    not later inside a worker process."""
+    from psl_env.envs.config import EnvConfigError  # noqa: PLC0415
 
+    config = {k: v for k, v in env_cfg.items() if k != "overrides"}
     try:
-        build_config(config)
+        env = make_single_env(cfg.env_id, {**config, "scenario": scenario}, cfg.env_wrapper)
     except EnvConfigError as err:
         raise UsageError(f"env_kwargs: {err}") from None
+    except (ValueError, TypeError, OSError, RuntimeError) as err:
+        raise UsageError(f"{cfg.env_id} cannot be built on scenario {scenario.name!r} with these env_kwargs "
+                         f"and env_wrapper: {clip(str(err))}") from None
+    env.close()
 
 
 def _check_out(out: Path) -> None:
@@ -100,8 +123,7 @@ def prepare(args: argparse.Namespace) -> dict:
     _check_int(args.checkpoint_freq, "--checkpoint-freq", 0, 10**10)
     _check_int(args.verbose, "--verbose", 0, 2)
     _check_int(getattr(args, "threads", 1), "--threads", 1, 256)
-    if not re.fullmatch(r"cpu|auto|cuda(:\d+)?", str(args.device)):
-        raise UsageError(f"--device: {args.device!r} is not allowed; allowed: cpu, auto, cuda or cuda:N")
+    _check_device(args.device)
     if args.resume is not None:
         return _prepare_resume(args)
     if not args.config:
@@ -124,7 +146,7 @@ def prepare(args: argparse.Namespace) -> dict:
     all_overrides = list(_scenario_overrides(cfg)) + list(args.overrides)
     if all_overrides:
         env_cfg["overrides"] = all_overrides
-    _check_env_config({**env_cfg, "scenario": scenario})
+    _probe_env(cfg, env_cfg, scenario)
     default_out = f"runs/train/{cfg.algo}-{cfg.action_type}-{scenario.name}-s{seed}"
     out = Path(args.out or default_out)
     _check_out(out)
@@ -154,12 +176,19 @@ def _prepare_resume(args: argparse.Namespace) -> dict:
             raise UsageError(f"{flag}: not allowed with --resume (the run folder fixes it)")
     if args.overrides or args.hyperparams:
         raise UsageError("--set/--hyperparams: not allowed with --resume (the run folder fixes them)")
-    run = yaml.safe_load(cfg_path.read_text()) or {}
+    what = f"--resume: {brief(str(cfg_path))}"
+    run = read_yaml(cfg_path, what, UsageError)
     try:
-        env_id = run.get("env_id", ENV_ID)
-        cfg = build_agent_config({**run["agent"][env_id], "env_id": env_id}, run["algo"])
-    except (AgentConfigError, KeyError, TypeError) as err:
-        raise UsageError(f"--resume: {str(cfg_path)!r} is not a valid run config ({err})") from None
+        entry, env_id = parse_config(run["agent"], what, run.get("env_id", ENV_ID))
+        cfg = build_agent_config({**entry, "env_id": env_id}, run.get("algo"))
+        scenario = build_scenario(run["scenario"])
+        total = _check_int(int(run["timesteps"]), "timesteps", 1, 10**10)
+        seed = _check_int(int(run["seed"]), "seed", 0, 2**31 - 1)
+        if not isinstance(run["env_config"], dict):
+            raise TypeError("env_config: expected a mapping")
+    except (ValueError, KeyError, TypeError) as err:
+        detail = f"missing key {err}" if isinstance(err, KeyError) else str(err)
+        raise UsageError(f"{what} is not a valid run config ({clip(detail)})") from None
     if args.eval_freq is not None:
         cfg.eval_freq = args.eval_freq
     if args.checkpoint_freq is not None:
@@ -167,12 +196,11 @@ def _prepare_resume(args: argparse.Namespace) -> dict:
     ckpt = latest_checkpoint(run_dir / "checkpoints")
     if ckpt is None:
         raise UsageError(f"--resume: no checkpoint in {str(run_dir / 'checkpoints')!r}")
-    timesteps = args.timesteps or int(run["timesteps"])
+    timesteps = args.timesteps or total
     done = int(ckpt.stem.split("_")[1])
     if timesteps <= done:
         raise UsageError(f"--timesteps: {timesteps} is not above the checkpoint's {done} steps; give a larger total")
-    scenario = build_scenario(run["scenario"])
-    return {"cfg": cfg, "seed": int(run["seed"]), "timesteps": int(timesteps), "scenario": scenario,
+    return {"cfg": cfg, "seed": seed, "timesteps": int(timesteps), "scenario": scenario,
             "env_config": run["env_config"], "out": run_dir, "resume": True, "checkpoint": ckpt,
             "config_path": run.get("config_path")}
 
