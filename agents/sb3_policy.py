@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
+from psl_env.config_files import brief, read_yaml
 from psl_env.system.allocation import fixed_allocation
 from psl_env.system.latency import LatencyModel
 from psl_env.system.state import Allocation, RoundState
@@ -151,23 +151,31 @@ class SB3Policy(DecisionMaker):
             zip_path = p
             run_dir = p.parent.parent if p.parent.name == "checkpoints" else p.parent
         else:
-            raise ValueError(f"{str(path)!r}: expected a training run folder or a model .zip")
+            raise ValueError(f"{brief(str(path))}: expected a training run folder or a model .zip")
         if not zip_path.is_file():
-            raise ValueError(f"{str(path)!r}: no {zip_path.name} (train one with `psl train --out DIR`)")
+            raise ValueError(f"{brief(str(path))}: no {zip_path.name} (train one with `psl train --out DIR`)")
         cfg_path = run_dir / "config.yaml"
         if not cfg_path.is_file():
-            raise ValueError(f"{str(path)!r}: no config.yaml in {str(run_dir)!r}; not a `psl train` run folder")
-        run = yaml.safe_load(cfg_path.read_text()) or {}
+            raise ValueError(f"{brief(str(path))}: no config.yaml in {brief(str(run_dir))}; not a `psl train` run "
+                             "folder")
+        run = read_yaml(cfg_path, brief(str(cfg_path)), ValueError)
+        if not isinstance(run, dict):
+            raise ValueError(f"{brief(str(cfg_path))}: not a run config (expected a mapping)")
         run_algo = run.get("algo")
         if run_algo not in ALGO_CLASSES:
-            raise ValueError(f"{str(cfg_path)!r}: algo {run_algo!r} is unknown; allowed: {sorted(ALGO_CLASSES)}")
+            raise ValueError(f"{brief(str(cfg_path))}: algo {brief(run_algo)} is unknown; allowed: "
+                             f"{sorted(ALGO_CLASSES)}")
         if algo is not None and algo != run_algo:
-            raise ValueError(f"{str(path)!r} holds a {run_algo} policy, not {algo}; use {run_algo}:{path}")
+            raise ValueError(f"{brief(str(path))} holds a {run_algo} policy, not {algo}; use {run_algo}:{path}")
         import importlib  # noqa: PLC0415
 
         module, name = ALGO_CLASSES[run_algo]
         algo_cls = getattr(importlib.import_module(module), name)
-        sb3_model = algo_cls.load(str(zip_path), device=device)
+        try:
+            sb3_model = algo_cls.load(str(zip_path), device=device)
+        except Exception as err:  # noqa: BLE001 - SB3 raises many kinds on a damaged zip
+            raise ValueError(f"{brief(str(zip_path))}: not a loadable {run_algo} model "
+                             f"({type(err).__name__})") from None
         normalizer = None
         stem = zip_path.stem
         candidates = [zip_path.with_name(stem.replace("_steps", "") + "_vecnormalize.pkl"),
@@ -177,12 +185,18 @@ class SB3Policy(DecisionMaker):
             candidates.insert(0, zip_path.with_name(stem[: -len("_steps")] + "_vecnormalize.pkl"))
         norm_path = next((c for c in candidates if c.is_file()), None)
         if run.get("normalize") and norm_path is None:
-            raise ValueError(f"{str(path)!r}: the run normalized observations but no vecnormalize.pkl is there")
+            raise ValueError(f"{brief(str(path))}: the run normalized observations but no vecnormalize.pkl is there")
         if norm_path is not None:
-            import pickle  # noqa: PLC0415
+            from stable_baselines3.common.save_util import load_from_pkl  # noqa: PLC0415
+            from stable_baselines3.common.vec_env import VecNormalize  # noqa: PLC0415
 
-            with norm_path.open("rb") as fh:
-                normalizer = pickle.load(fh)
+            try:
+                normalizer = load_from_pkl(str(norm_path))
+            except Exception as err:  # noqa: BLE001 - a damaged pickle raises many kinds
+                raise ValueError(f"{brief(str(norm_path))}: not a readable VecNormalize file "
+                                 f"({type(err).__name__})") from None
+            if not isinstance(normalizer, VecNormalize):
+                raise ValueError(f"{brief(str(norm_path))}: holds a {type(normalizer).__name__}, not VecNormalize")
             normalizer.training = False
             normalizer.norm_reward = False
         policy = cls(model, sb3_model, run.get("env_config") or {}, normalizer, masked=run_algo == "maskable-ppo")

@@ -39,6 +39,7 @@ import numpy as np
 
 from agents.base import DecisionMaker
 from agents.registry import available_decision_makers, make_decision_maker, split_specs
+from psl_env.config_files import brief
 from psl_env.models.profile import load_profile
 from psl_env.system.latency import PHASES, LatencyModel
 from psl_env.system.scenario import Scenario, ScenarioError, load_scenario
@@ -47,6 +48,7 @@ from psl_env.system.state import InfeasibleAllocation, check_allocation
 from psl_env.system.trace import RoundTraceWriter, trace_record
 
 from .cli import UsageError, add_scenario_arguments
+from .paths import check_out_dir, make_out_dir
 from .plots import plot_accuracy_vs_time, plot_benchmark
 from .report import Column, gap_summary, markdown_table, summarize_rounds, write_results
 
@@ -55,6 +57,8 @@ DEFAULT_SCENARIO = "epsl-resnet18"
 TRAIN_SCENARIO = "digits-train"
 ROUND_FIELDS = ("method", "episode", "round", "total", *PHASES, "decision_ms", "cut")
 ACCURACY_FIELDS = ("method", "episode", "round", "sim_time_s", "accuracy", "test_loss")
+MAX_ROUNDS = 10**6  # rounds per episode, and rounds per method over all episodes
+MAX_EPISODES = 10**4
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -149,13 +153,19 @@ def _prepare(scenario: Scenario | str, methods: list[str], rounds: int | None, e
     dupes = sorted({m for m in methods if methods.count(m) > 1})
     if dupes:
         raise ValueError(f"--methods: {dupes} listed more than once")
+    if rounds is None and scen.rounds > MAX_ROUNDS:
+        raise ValueError(f"--rounds: the scenario's {scen.rounds} rounds exceed the benchmark's {MAX_ROUNDS} per "
+                         "episode; give --rounds")
     rounds = scen.rounds if rounds is None else rounds
-    if isinstance(rounds, bool) or not isinstance(rounds, (int, np.integer)) or rounds < 1:
-        raise ValueError(f"--rounds: {rounds!r} is not allowed; allowed: an integer >= 1")
-    if isinstance(episodes, bool) or not isinstance(episodes, (int, np.integer)) or episodes < 1:
-        raise ValueError(f"--episodes: {episodes!r} is not allowed; allowed: an integer >= 1")
+    if isinstance(rounds, bool) or not isinstance(rounds, (int, np.integer)) or not 1 <= rounds <= MAX_ROUNDS:
+        raise ValueError(f"--rounds: {brief(rounds)} is not allowed; allowed: an integer in [1, {MAX_ROUNDS}]")
+    if isinstance(episodes, bool) or not isinstance(episodes, (int, np.integer)) or not 1 <= episodes <= MAX_EPISODES:
+        raise ValueError(f"--episodes: {brief(episodes)} is not allowed; allowed: an integer in [1, {MAX_EPISODES}]")
+    if rounds * episodes > MAX_ROUNDS:
+        raise ValueError(f"--rounds x --episodes: {rounds} x {episodes} is not allowed; allowed: at most "
+                         f"{MAX_ROUNDS} rounds per method")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**32 - episodes:
-        raise ValueError(f"--seed: {seed!r} is not allowed; allowed: an integer in [0, 2^32 - episodes)")
+        raise ValueError(f"--seed: {brief(seed)} is not allowed; allowed: an integer in [0, 2^32 - episodes)")
     profile = load_profile(scen.model)
     model = LatencyModel(scen, profile)
     given = decision_makers or {}
@@ -203,9 +213,7 @@ def run_benchmark(scenario: Scenario | str, methods: list[str], rounds: int | No
                                                  overrides)
     if trace and out_dir is None:
         raise ValueError("trace: needs an output folder")
-    out = None if out_dir is None else Path(out_dir)
-    if out is not None and out.exists() and not out.is_dir():
-        raise ValueError(f"--out: {str(out)!r} exists and is not a folder")
+    out = None if out_dir is None else check_out_dir(out_dir)
     scenario_ref = scenario if isinstance(scenario, str) else scen.name
     command = bench_command(str(scenario_ref), overrides, methods, rounds, episodes, seed, out_dir, trace, train)
     episode_seeds = [int(seed) + e for e in range(episodes)]
@@ -217,7 +225,7 @@ def run_benchmark(scenario: Scenario | str, methods: list[str], rounds: int | No
     cuts: dict[str, list] = {name: [] for name in methods}
     writer = None
     if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
+        make_out_dir(out)
         writer = RoundTraceWriter(out / "trace.jsonl") if trace else None
     from tqdm import tqdm
 

@@ -1,11 +1,11 @@
 """``psl demo``: train a short PPO scheduler on the default scenario and benchmark it against the
 optimizers.
 
-Steps: ``psl train`` with the shipped config ``ppo`` (``configs/agents/ppo.yaml``; solver-assisted codec: the agent picks the
-cut, the EPSL-BCD inner solver completes subchannels and power) on ``epsl-resnet18``, with
-TensorBoard logs and periodic evaluation against ``epsl-bcd`` and ``fixed``; then ``psl bench`` of
-the trained policy, ``epsl-bcd``, ``edgesplit-alt``, ``fixed`` and ``random`` on held-out seeded
-episodes. Writes into ``--out`` (default ``runs/demo``): ``results.json`` / ``results.md`` /
+Steps: ``psl train`` with the shipped config ``ppo`` (``configs/agents/ppo.yaml``; solver-assisted
+codec: the agent picks the cut, the EPSL-BCD inner solver completes subchannels and power) on
+``epsl-resnet18``, with TensorBoard logs and periodic evaluation against ``epsl-bcd`` and ``fixed``;
+then ``psl bench`` of the trained policy, ``epsl-bcd``, ``edgesplit-alt``, ``fixed`` and ``random``
+on held-out seeded episodes. Writes into ``--out`` (default ``runs/demo``): ``results.json`` / ``results.md`` /
 ``results.csv`` (the ``psl bench`` format), ``report.md``, ``latency.png``, ``phases.png``,
 ``latency_cdf.png``, ``training.png``, and ``agent/`` (the training run: ``model.zip``,
 ``checkpoints/``, ``eval.csv`` and the TensorBoard events in ``agent/tb``).
@@ -21,6 +21,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from .cli import UsageError
+from .paths import check_out_dir
 
 SCENARIO = "epsl-resnet18"
 CONFIG = "ppo"  # the shipped agent config (configs/agents/ppo.yaml), found in an installed package too
@@ -42,10 +43,7 @@ def _check(args: argparse.Namespace) -> Path:
                                    ("--episodes", args.episodes, 1, 10**4), ("--seed", args.seed, 0, 2**31 - 1)):
         if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
             raise UsageError(f"{flag}: {value!r} is not allowed; allowed: an integer in [{low}, {high}]")
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out: {str(out)!r} exists and is not a folder")
-    return out
+    return check_out_dir(args.out)
 
 
 def run(args: argparse.Namespace) -> int:

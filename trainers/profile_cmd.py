@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from .cli import UsageError
+from .paths import check_out_file
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -20,8 +20,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.model not in MODEL_NAMES:
         raise UsageError(f"model: unknown model {args.model!r}; allowed: {sorted(MODEL_NAMES)}")
-    if args.out is not None and not Path(args.out).parent.exists():
-        raise UsageError(f"--out: folder {str(Path(args.out).parent)!r} does not exist")
+    if args.out is not None:
+        check_out_file(args.out)
     try:
         profile = profile_command(args.model, args.input, args.out)
     except ValueError as err:

@@ -29,6 +29,7 @@ import yaml
 from psl_env.config_files import brief, clip, read_yaml
 
 from .cli import UsageError, add_scenario_arguments
+from .paths import check_out_dir, make_out_dir
 from .sb3_env import (ALGOS, ENV_ID, AgentConfig, AgentConfigError, apply_overrides, build_agent_config,
                       env_config, make_single_env, parse_config, read_config_file)
 
@@ -111,7 +112,8 @@ def _probe_env(cfg: AgentConfig, env_cfg: dict, scenario: Any) -> None:
 
 
 def _check_out(out: Path) -> None:
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+    check_out_dir(out)
+    if out.exists() and any(out.iterdir()):
         raise UsageError(f"--out: {str(out)!r} exists and is not empty; choose another folder or --resume it")
 
 
@@ -276,7 +278,7 @@ def train(plan: dict, progress: bool = True, device: str = "cpu", verbose: int =
                 model._last_obs = None  # a subprocess env cannot be captured: start fresh episodes
             set_rng_state(saved["rng"])
     else:
-        out.mkdir(parents=True, exist_ok=True)
+        make_out_dir(out)
         (out / "config.yaml").write_text(yaml.safe_dump(run_config(plan, command), sort_keys=False))
     formats = ["tensorboard", "csv"] + (["stdout"] if verbose else [])
     model.set_logger(configure(str(out / "tb"), formats))

@@ -263,13 +263,22 @@ def profile_model(model: SplitModel, input_shape: Sequence[int] | None = None,
     )
 
 
+MAX_CHANNELS, MAX_SIDE = 64, 1024
+MAX_INPUT_VALUES = 3 * 1024 * 1024  # per sample: one forward pass must fit in memory
+
+
 def parse_input_shape(text: str) -> tuple[int, int, int]:
-    """``"3x32x32"`` -> ``(3, 32, 32)``; ``ValueError`` naming the bad value otherwise."""
+    """``"3x32x32"`` -> ``(3, 32, 32)``; ``ValueError`` naming the bad value otherwise (also for
+    shapes too large to profile: C <= 64, H and W <= 1024, C*H*W <= 3*1024*1024)."""
+    shown = repr(str(text)[:40] + ("..." if len(str(text)) > 40 else ""))
     parts = str(text).strip().lower().split("x")
     if len(parts) != 3 or not all(p.strip().isdigit() and int(p) > 0 for p in parts):
-        raise ValueError(f"input shape: bad value {text!r}; expected CxHxW with three positive "
+        raise ValueError(f"input shape: bad value {shown}; expected CxHxW with three positive "
                          "integers, e.g. 3x32x32")
     c, h, w = (int(p) for p in parts)
+    if c > MAX_CHANNELS or h > MAX_SIDE or w > MAX_SIDE or c * h * w > MAX_INPUT_VALUES:
+        raise ValueError(f"input shape: {shown} is too large; allowed: C <= {MAX_CHANNELS}, H and W <= {MAX_SIDE}, "
+                         f"C*H*W <= {MAX_INPUT_VALUES}")
     return c, h, w
 
 

@@ -344,7 +344,8 @@ def _cross_checks(s: Scenario) -> None:
         raise ScenarioError(f"phi: {s.phi:g} is not allowed with scheme={s.scheme!r}{extra}; allowed: 0")
     corr = s.channel.correlation
     if corr != "doppler" and (isinstance(corr, bool) or not isinstance(corr, (int, float)) or not 0 <= corr <= 1):
-        raise ScenarioError(f"channel.correlation: {brief(corr)} is not allowed; allowed: a number in [0, 1] or 'doppler'")
+        raise ScenarioError(f"channel.correlation: {brief(corr)} is not allowed; allowed: a number in [0, 1] or "
+                            "'doppler'")
     if s.devices.kind == "classes":
         total = sum(c["count"] for c in s.devices.classes)
         if total != s.num_clients:

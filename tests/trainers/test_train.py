@@ -83,7 +83,8 @@ def test_bad_config_values_name_the_key(entry, needle):
 
 
 def test_sac_accepts_automatic_entropy_and_zoo_algo_names():
-    assert build_agent_config({"algo": "sac", "ent_coef": "auto_0.1", "env_kwargs": {"action_type": "box"}}).algo == "sac"
+    sac = build_agent_config({"algo": "sac", "ent_coef": "auto_0.1", "env_kwargs": {"action_type": "box"}})
+    assert sac.algo == "sac"
     assert build_agent_config({"algo": "ppo_mask", "env_kwargs": {"action_type": "assisted"}}).algo == "maskable-ppo"
 
 
