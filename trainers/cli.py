@@ -76,8 +76,8 @@ def main(argv: list[str] | None = None) -> int:
         message = f"{type(err).__name__}{where}: {err.strerror or err}"
     except MemoryError:
         message = "out of memory (reduce the sizes asked for)"
-    except KeyboardInterrupt:
-        print(f"psl {args.command}: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as err:  # Ctrl-C; ``psl train`` says where it saved a checkpoint
+        print(f"psl {args.command}: {clip(str(err), 500) or 'interrupted'}", file=sys.stderr)
         return 130
     print(f"psl {args.command}: error: {clip(' '.join(message.split()), 500)}", file=sys.stderr)
     return 2

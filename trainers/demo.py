@@ -47,9 +47,16 @@ def _check(args: argparse.Namespace) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    from . import train as train_cmd
+    from .run_folder import RunLock
 
     out = _check(args)
+    with RunLock(out, "psl demo"):  # one demo per folder: a second one would delete this one's agent
+        return _run_locked(args, out)
+
+
+def _run_locked(args: argparse.Namespace, out: Path) -> int:
+    from . import train as train_cmd
+
     agent_dir = out / "agent"
     eval_freq = max(args.timesteps // 3, 1)
     train_args = SimpleNamespace(config=CONFIG, scenario=SCENARIO, overrides=[], hyperparams=[],

@@ -553,6 +553,14 @@ class _EnvFactory:
         self.env_id, self.config, self.wrappers, self.seed = env_id, config, wrappers, seed
 
     def __call__(self) -> Any:
+        import multiprocessing  # noqa: PLC0415
+
+        if multiprocessing.parent_process() is not None:
+            # a SubprocVecEnv worker: Ctrl-C in a terminal reaches the whole process group, and the
+            # parent stops training cleanly; a worker dying first would break that last step
+            import signal  # noqa: PLC0415
+
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
         return make_single_env(self.env_id, self.config, self.wrappers, self.seed)
 
 
