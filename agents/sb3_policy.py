@@ -144,26 +144,13 @@ class SB3Policy(DecisionMaker):
             model: the latency model of the scenario to decide on.
             algo: expected algorithm (``ppo``, ``sac``, ...); checked against the run's config.
         """
-        p = Path(path)
-        if p.is_dir():
-            run_dir, zip_path = p, p / "model.zip"
-        elif p.suffix == ".zip":
-            zip_path = p
-            run_dir = p.parent.parent if p.parent.name == "checkpoints" else p.parent
-        else:
-            raise ValueError(f"{brief(str(path))}: expected a training run folder or a model .zip")
+        run_dir, zip_path = run_folder_of(path)
         if not zip_path.is_file():
             raise ValueError(f"{brief(str(path))}: no {zip_path.name} (train one with `psl train --out DIR`)")
-        cfg_path = run_dir / "config.yaml"
-        if not cfg_path.is_file():
-            raise ValueError(f"{brief(str(path))}: no config.yaml in {brief(str(run_dir))}; not a `psl train` run "
-                             "folder")
-        run = read_yaml(cfg_path, brief(str(cfg_path)), ValueError)
-        if not isinstance(run, dict):
-            raise ValueError(f"{brief(str(cfg_path))}: not a run config (expected a mapping)")
+        run = read_run_config(run_dir)
         run_algo = run.get("algo")
         if run_algo not in ALGO_CLASSES:
-            raise ValueError(f"{brief(str(cfg_path))}: algo {brief(run_algo)} is unknown; allowed: "
+            raise ValueError(f"{brief(str(run_dir / 'config.yaml'))}: algo {brief(run_algo)} is unknown; allowed: "
                              f"{sorted(ALGO_CLASSES)}")
         if algo is not None and algo != run_algo:
             raise ValueError(f"{brief(str(path))} holds a {run_algo} policy, not {algo}; use {run_algo}:{path}")
@@ -204,6 +191,28 @@ class SB3Policy(DecisionMaker):
         return policy
 
 
+def run_folder_of(path: str | Path) -> tuple[Path, Path]:
+    """``(run folder, model zip)`` of a ``psl bench --methods ALGO:PATH`` argument: a run folder (its
+    ``model.zip``) or a ``.zip`` inside one (``best_model.zip``, ``checkpoints/ckpt_N_steps.zip``)."""
+    p = Path(path)
+    if p.is_dir():
+        return p, p / "model.zip"
+    if p.suffix == ".zip":
+        return (p.parent.parent if p.parent.name == "checkpoints" else p.parent), p
+    raise ValueError(f"{brief(str(path))}: expected a training run folder or a model .zip")
+
+
+def read_run_config(run_dir: Path) -> dict:
+    """A run folder's ``config.yaml`` (``ValueError`` naming it when it is missing or damaged)."""
+    cfg_path = run_dir / "config.yaml"
+    if not cfg_path.is_file():
+        raise ValueError(f"{brief(str(run_dir))}: no config.yaml; not a `psl train` run folder")
+    run = read_yaml(cfg_path, brief(str(cfg_path)), ValueError)
+    if not isinstance(run, dict):
+        raise ValueError(f"{brief(str(cfg_path))}: not a run config (expected a mapping)")
+    return run
+
+
 def factory(algo: str):
     """A registry factory ``(model, arg, seed) -> SB3Policy`` for ``ALGO:PATH`` specs."""
 
@@ -215,4 +224,4 @@ def factory(algo: str):
     return make
 
 
-__all__ = ["ALGO_CLASSES", "SB3Policy", "factory"]
+__all__ = ["ALGO_CLASSES", "SB3Policy", "factory", "read_run_config", "run_folder_of"]

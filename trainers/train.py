@@ -437,8 +437,8 @@ def summary(plan: dict, model: Any, seconds: float) -> list[str]:
     written.append("tb/ (TensorBoard events, progress.csv)")
     lines.append(f"run folder: {out} ({', '.join(written)})")
     if cfg.env_id == ENV_ID:
-        lines.append(f"benchmark it: psl bench --scenario {plan['scenario'].name} --methods "
-                     f"{shlex.quote(f'{cfg.algo}:{out}')},epsl-bcd,fixed")
+        # psl bench takes the scenario (with its overrides) from the run folder
+        lines.append(f"benchmark it: psl bench --methods {shlex.quote(f'{cfg.algo}:{out},epsl-bcd,fixed')}")
     lines.append(f"TensorBoard: tensorboard --logdir {shlex.quote(str(out / 'tb'))}")
     return lines
 
