@@ -130,7 +130,8 @@ def three_checkpoints(tmp_path) -> Path:
     return out
 
 
-@pytest.mark.parametrize("damage", ["state file missing", "model zip truncated", "vecnormalize truncated"])
+@pytest.mark.parametrize("damage", ["state file missing", "state file truncated", "model zip truncated",
+                                    "vecnormalize truncated"])
 def test_resume_takes_the_newest_complete_checkpoint_and_says_which(three_checkpoints, capsys, monkeypatch, damage):
     out, ckpts = three_checkpoints, three_checkpoints / "checkpoints"
     # TensorBoard reads event files in name order, and names start with the second they were opened:
@@ -140,7 +141,8 @@ def test_resume_takes_the_newest_complete_checkpoint_and_says_which(three_checkp
     if damage == "state file missing":
         (ckpts / "ckpt_96_state.pkl").unlink()
     else:
-        victim = ckpts / ("ckpt_96_steps.zip" if "zip" in damage else "ckpt_96_vecnormalize.pkl")
+        victim = ckpts / {"state": "ckpt_96_state.pkl", "model": "ckpt_96_steps.zip",
+                          "vecnormalize": "ckpt_96_vecnormalize.pkl"}[damage.split()[0]]
         victim.write_bytes(victim.read_bytes()[: victim.stat().st_size // 2])
     (ckpts / "ckpt_128_steps.zip.tmp-4242").write_bytes(b"half a file from a killed writer")
     capsys.readouterr()

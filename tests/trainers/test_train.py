@@ -144,6 +144,15 @@ def test_bad_input_is_one_line_exit_2_nothing_written(tmp_path, capsys, extra, n
     assert not out.exists()
 
 
+def test_summary_states_what_ran_and_what_was_written(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert train("--config", str(tiny_config(tmp_path)), "--out", str(out), "--timesteps", "40", *TINY) == 0
+    printed = capsys.readouterr().out
+    assert "64 steps (asked for 40; ppo collects rollouts of n_steps x n_envs = 32 steps)" in printed
+    files = next(line for line in printed.splitlines() if line.startswith("run folder: "))
+    assert "model.zip" in files and "checkpoints/ (1)" in files and "eval.csv" not in files  # no evaluation ran
+
+
 def test_cuda_without_a_gpu_is_refused(tmp_path, capsys):
     import torch
 
