@@ -46,6 +46,22 @@ def shipped(kind: str) -> dict[str, Any]:
             if p.name.endswith(".yaml") and p.is_file()}
 
 
+def locate(name_or_path: str | Path, kind: str, label: str, error: type[Exception] = ValueError) -> tuple[Any, str]:
+    """``(source, stem)`` of a config named by an existing file path, else by a shipped name of ``kind``.
+
+    ``label`` starts the message when it is neither (e.g. ``"--config"``).
+    """
+    found = shipped(kind)
+    path = Path(name_or_path)
+    if not path.is_file() and str(name_or_path) in found:
+        return found[str(name_or_path)], str(name_or_path)
+    if not path.exists():
+        noun = "scenario" if kind == "scenarios" else "config"
+        raise error(f"{label}: {brief(str(name_or_path))} is neither a file nor a shipped {noun}; allowed: "
+                    f"{list(found)} or a path to a .yaml file")
+    return path, path.stem
+
+
 def _check_unique_keys(node: Any, source: str, error: type[Exception], seen: set[int]) -> None:
     """Raise on a mapping that repeats a key (``yaml.safe_load`` would keep the last one silently)."""
     stack = [node]
@@ -109,4 +125,4 @@ def read_yaml(source: Any, what: str, error: type[Exception] = ValueError) -> An
     return data
 
 
-__all__ = ["KINDS", "MAX_BYTES", "brief", "clip", "read_yaml", "shipped"]
+__all__ = ["KINDS", "MAX_BYTES", "brief", "clip", "locate", "read_yaml", "shipped"]

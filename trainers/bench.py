@@ -385,7 +385,6 @@ def _write_rounds(per_round: dict, cuts: dict, path: Path) -> None:
                                  " ".join(str(c) for c in cuts[name][i])])
 
 
-POLICY_NAMES = ("ppo", "a2c", "sac", "td3", "maskable-ppo")  # specs ALGO:PATH of trained policies
 IGNORED_KEYS = ("name", "seed", "rounds")  # the benchmark sets these itself
 
 
@@ -408,12 +407,12 @@ def scenario_differences(trained: dict, benched: dict) -> list[str]:
 
 def _trained_scenarios(methods: list[str]) -> dict[str, dict]:
     """spec -> the scenario (as a mapping) each trained policy of ``methods`` was trained on."""
-    from agents.sb3_policy import read_run_config, run_folder_of  # noqa: PLC0415 - no SB3 import here
+    from agents.sb3_policy import ALGO_CLASSES, read_run_config, run_folder_of  # noqa: PLC0415 - no SB3 import
 
     found = {}
     for spec in methods:
         name, _, arg = spec.partition(":")
-        if name in POLICY_NAMES and arg:
+        if name in ALGO_CLASSES and arg:
             run = read_run_config(run_folder_of(arg)[0])
             if not isinstance(run.get("scenario"), dict):
                 raise ValueError(f"{brief(arg)}: config.yaml has no scenario mapping; give --scenario")

@@ -336,6 +336,24 @@ class ExactCheckpointCallback(BaseCallback):
         return save_checkpoint(self.model, self.save_dir, self.verbose)
 
 
+def save_policy(model: Any, zip_path: Path, norm_path: Path) -> dict[str, Path]:
+    """Write the model (SB3's zip) and its ``VecNormalize`` statistics, if any, each atomically;
+    returns the files written by role (``model``, ``vecnormalize``)."""
+    from .run_folder import write_atomic  # noqa: PLC0415
+
+    def save_model(tmp: Path) -> None:
+        with open(tmp, "wb") as fh:
+            model.save(fh)
+
+    write_atomic(zip_path, save_model)
+    files = {"model": zip_path}
+    norm = model.get_vec_normalize_env()
+    if norm is not None:
+        write_atomic(norm_path, lambda tmp: norm.save(str(tmp)))
+        files["vecnormalize"] = norm_path
+    return files
+
+
 def save_checkpoint(model: Any, save_dir: Path, verbose: int = 0) -> Path:
     """Write a checkpoint of ``model`` into ``save_dir`` (``RUN/checkpoints``): every file atomically,
     then its entry in the manifest (see ``trainers.run_folder``). Returns the model zip's path."""
@@ -343,17 +361,7 @@ def save_checkpoint(model: Any, save_dir: Path, verbose: int = 0) -> Path:
 
     save_dir.mkdir(parents=True, exist_ok=True)
     prefix = f"ckpt_{model.num_timesteps}"
-    files = {"model": save_dir / f"{prefix}_steps.zip"}
-
-    def save_model(tmp: Path) -> None:
-        with open(tmp, "wb") as fh:
-            model.save(fh)
-
-    write_atomic(files["model"], save_model)
-    norm = model.get_vec_normalize_env()
-    if norm is not None:
-        files["vecnormalize"] = save_dir / f"{prefix}_vecnormalize.pkl"
-        write_atomic(files["vecnormalize"], lambda tmp: norm.save(str(tmp)))
+    files = save_policy(model, save_dir / f"{prefix}_steps.zip", save_dir / f"{prefix}_vecnormalize.pkl")
     if hasattr(model, "replay_buffer") and model.replay_buffer is not None:
         files["replay_buffer"] = save_dir / f"{prefix}_replay_buffer.pkl"
 
@@ -420,4 +428,4 @@ def load_state(path: Path) -> dict:
 
 __all__ = ["EVAL_BASELINES", "ExactCheckpointCallback", "PSLMetricsCallback", "PolicyGapCallback",
            "StopOnRequest", "TqdmProgressCallback", "sb3_progress_bar_available",
-           "capture_env_state", "continued_logger", "load_state", "restore_env_state", "rng_state", "save_checkpoint", "set_rng_state"]
+           "capture_env_state", "continued_logger", "load_state", "save_policy", "restore_env_state", "rng_state", "save_checkpoint", "set_rng_state"]

@@ -63,9 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    from psl_env.system.scenario import ScenarioError
-
     from psl_env.config_files import clip
+    from psl_env.system.scenario import ScenarioError
 
     try:
         return int(importlib.import_module(args._module).run(args) or 0)

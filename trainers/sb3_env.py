@@ -45,7 +45,7 @@ from typing import Any, Callable
 import numpy as np
 import yaml
 
-from psl_env.config_files import brief, clip, read_yaml, shipped
+from psl_env.config_files import brief, clip, locate, read_yaml, shipped
 
 ENV_ID = "psl_env/PSL-v0"
 TRAIN_ENV_ID = "psl_env/PSLTrain-v0"
@@ -232,15 +232,7 @@ def parse_config(data: Any, what: str, env_id: str | None = None) -> tuple[dict,
 def read_config_file(path: str | Path, env_id: str | None = None) -> tuple[dict, str]:
     """The entry of a config file (a path, or the name of a shipped config, e.g. ``ppo``) with the
     ``psl:`` keys merged in and ``env_id`` set, and the algo the file name suggests."""
-    found = shipped_configs()
-    p = Path(path)
-    if p.is_file() or str(path) not in found:
-        if not p.exists():
-            raise AgentConfigError(f"--config: {brief(str(path))} is neither a file nor a shipped config; "
-                                   f"allowed: {list(found)} or a path to a .yaml file")
-        source, stem = p, p.stem
-    else:
-        source, stem = found[str(path)], str(path)
+    source, stem = locate(path, "agents", "--config", AgentConfigError)
     what = f"--config {brief(str(path))}"
     entry, env_id = parse_config(read_yaml(source, what, AgentConfigError), what, env_id)
     prefix = _algo_name(stem.split("-")[0] if stem.split("-")[0] in ALGOS else stem)

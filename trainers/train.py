@@ -290,12 +290,22 @@ def run_config(plan: dict, command: str) -> dict:
 
 
 @contextmanager
-def _stop_on_signals(stopper: Any) -> Iterator[None]:
-    """While training: the first Ctrl-C / SIGTERM asks ``stopper`` to end after the current step, a
-    second Ctrl-C stops at once. (Only the main thread can take signals.)"""
+def _on_signals(handler: Any) -> Iterator[None]:
+    """``handler`` for Ctrl-C and SIGTERM within the block (only the main thread can take signals)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def _stop_request(stopper: Any) -> Any:
+    """While training: the first Ctrl-C / SIGTERM asks ``stopper`` to end after the current step, a
+    second Ctrl-C stops at once."""
 
     def request(signum: int, frame: Any) -> None:
         if stopper.requested and signum == signal.SIGINT:
@@ -304,26 +314,7 @@ def _stop_on_signals(stopper: Any) -> Iterator[None]:
         print("\npsl train: stopping after this step to save a checkpoint (Ctrl-C again stops at once)",
               file=sys.stderr, flush=True)
 
-    previous = {sig: signal.signal(sig, request) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-
-@contextmanager
-def _signals_ignored() -> Iterator[None]:
-    """Let a last checkpoint be written whole."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    return request
 
 
 def _logger(out: Path, plan: dict, verbose: int) -> Any:
@@ -359,13 +350,16 @@ def train(plan: dict, progress: bool = True, device: str = "cpu", verbose: int =
 
 def _train_locked(plan: dict, progress: bool, device: str, verbose: int, command: str) -> Any:
     from .callbacks import (ExactCheckpointCallback, PolicyGapCallback, PSLMetricsCallback,  # noqa: PLC0415
-                            StopOnRequest, TqdmProgressCallback, save_checkpoint, sb3_progress_bar_available)
+                            StopOnRequest, TqdmProgressCallback, save_checkpoint, save_policy,
+                            sb3_progress_bar_available)
     from .run_folder import discard_after, write_atomic  # noqa: PLC0415
 
     cfg: AgentConfig = plan["cfg"]
     out: Path = plan["out"]
     try:
         model = build_model(plan, device, verbose)
+    except UsageError:
+        raise
     except (ValueError, TypeError, AssertionError) as err:
         raise UsageError(f"--config: the {cfg.algo} model cannot be built: {clip(str(err))}") from None
     if plan["resume"]:
@@ -390,32 +384,19 @@ def _train_locked(plan: dict, progress: bool, device: str, verbose: int, command
     rich_bar = progress and sb3_progress_bar_available()
     if progress and not rich_bar:
         callbacks.append(TqdmProgressCallback(remaining))
-    with _stop_on_signals(stopper):
+    with _on_signals(_stop_request(stopper)):
         model.learn(remaining, callback=callbacks, progress_bar=rich_bar, reset_num_timesteps=not plan["resume"],
                     log_interval=1)
-    with _signals_ignored():
+    with _on_signals(signal.SIG_IGN):  # let the last checkpoint be written whole
         if stopper.requested:
             ckpt_path = save_checkpoint(model, out / "checkpoints")
             model.get_env().close()
             raise Interrupted(f"interrupted at {model.num_timesteps} steps; checkpoint saved: {ckpt_path}; "
                               f"resume with: psl train --resume {shlex.quote(str(out))}")
-        _save_final(model, out)
+        save_policy(model, out / "model.zip", out / "vecnormalize.pkl")
         save_checkpoint(model, out / "checkpoints")
     model.get_env().close()
     return model
-
-
-def _save_final(model: Any, out: Path) -> None:
-    from .run_folder import write_atomic  # noqa: PLC0415
-
-    def save_model(tmp: Path) -> None:
-        with open(tmp, "wb") as fh:
-            model.save(fh)
-
-    write_atomic(out / "model.zip", save_model)
-    norm = model.get_vec_normalize_env()
-    if norm is not None:
-        write_atomic(out / "vecnormalize.pkl", lambda tmp: norm.save(str(tmp)))
 
 
 def summary(plan: dict, model: Any, seconds: float) -> list[str]:

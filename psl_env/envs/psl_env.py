@@ -18,6 +18,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.error import ResetNeeded
 
+from ..config_files import clip
 from ..system.scenario import Scenario, load_scenario
 from ..system.state import Allocation, RoundState
 from .codecs import Codec, DecisionView, Decoded
@@ -232,9 +233,9 @@ class PSLEnv(gym.Env):
             raise EnvConfigError(f"trace_path: expected a file path, got {type(path).__name__}")
         target = Path(path)
         if target.is_dir():
-            raise EnvConfigError(f"trace_path: {str(path)[:160]!r} is a folder; allowed: a file path (JSONL)")
+            raise EnvConfigError(f"trace_path: {clip(str(path))!r} is a folder; allowed: a file path (JSONL)")
         if not target.parent.is_dir():
-            raise EnvConfigError(f"trace_path: folder {str(target.parent)[:160]!r} does not exist")
+            raise EnvConfigError(f"trace_path: folder {clip(str(target.parent))!r} does not exist")
 
     def _write_trace(self, state: RoundState, info: dict, reward: float) -> None:
         from ..system.trace import RoundTraceWriter, trace_record  # noqa: PLC0415 - only when tracing

@@ -16,7 +16,7 @@ from typing import Any, Iterable
 
 import yaml
 
-from ..config_files import brief, clip, read_yaml, shipped
+from ..config_files import brief, clip, locate, read_yaml, shipped
 
 SCHEMES = ("psl", "epsl", "sfl", "edgesplit")
 
@@ -402,15 +402,7 @@ def load_scenario(name_or_path: str | Path | dict | Scenario | None = None,
     if not isinstance(name_or_path, (str, Path)):
         raise ScenarioError(f"scenario: expected a shipped name, a YAML path, a mapping or a Scenario, got "
                             f"{type(name_or_path).__name__}")
-    path = Path(name_or_path)
-    found = shipped("scenarios")
-    if path.is_file() or str(name_or_path) not in found:
-        if not path.exists():
-            raise ScenarioError(f"scenario: {brief(str(name_or_path))} is neither a file nor a shipped scenario; "
-                                f"allowed: {list(found)} or a path to a .yaml file")
-        source, stem = path, path.stem
-    else:
-        source, stem = found[str(name_or_path)], str(name_or_path)
+    source, stem = locate(name_or_path, "scenarios", "scenario", ScenarioError)
     cfg = read_yaml(source, f"scenario {brief(str(name_or_path))}", ScenarioError)
     if isinstance(cfg, dict) and "name" not in cfg:
         cfg["name"] = stem

@@ -183,3 +183,19 @@ def test_manifest_records_sizes_checksums_and_table_lengths(three_checkpoints):
     assert len(entry["files"]["state"]["sha256"]) == 64
     assert entry["rows"]["progress"] == 2  # rows logged at 32 and 64 when the checkpoint at 64 was taken
     assert (three_checkpoints / LOCK_FILE).is_file()
+
+
+def test_an_older_run_folder_without_a_manifest(three_checkpoints, capsys):
+    ckpts = three_checkpoints / "checkpoints"
+    (ckpts / MANIFEST).unlink()
+    (ckpts / "ckpt_96_state.pkl").unlink()
+    capsys.readouterr()
+    assert train("--resume", str(three_checkpoints), "--timesteps", "128") == 0  # checkpoints found by file name
+    assert "from the checkpoint at 64 steps" in capsys.readouterr().out
+    (ckpts / MANIFEST).unlink()
+    state = ckpts / "ckpt_128_state.pkl"
+    state.write_bytes(state.read_bytes()[:100])  # damaged, and no manifest to tell
+    assert train("--resume", str(three_checkpoints), "--timesteps", "160") == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--resume: the checkpoint at 128 steps cannot be loaded" in err
+    assert "--config" not in err
