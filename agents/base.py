@@ -5,15 +5,16 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 
 from psl_env.system.latency import LatencyModel
-from psl_env.system.state import Allocation, RoundState
+from psl_env.system.state import Allocation, Observation
 
 
 class DecisionMaker(ABC):
     """Decides one round's allocation from what the scheduler observes.
 
-    Callers pass ``state.observed()``: the gains a decision sees are the observed ones (stale under
-    delayed CSI); the round is priced afterwards on the true gains. A decision maker may keep state
-    across rounds (``reset`` starts an episode).
+    ``decide`` receives an ``Observation`` (``RoundState.observation()``): the observed gains (stale
+    under delayed CSI), devices, previous cut and latency, round; never the true gains, on which the
+    round is priced afterwards. A decision maker may keep state across rounds (``reset`` starts an
+    episode).
 
     Args:
         model: the scenario's latency model (profile, scheme, radio constants).
@@ -28,5 +29,5 @@ class DecisionMaker(ABC):
         """Start an episode (reseed any randomness)."""
 
     @abstractmethod
-    def decide(self, state: RoundState) -> Allocation:
-        """A feasible allocation for ``state`` (cuts, subchannel owners, powers)."""
+    def decide(self, obs: Observation) -> Allocation:
+        """A feasible allocation for the observed round (cuts, subchannel owners, powers)."""

@@ -20,7 +20,7 @@ so the mapping onto this simulator is ours; every choice it leaves open is a con
    for the mapped subchannels) or the budget split evenly (``power="equal"``, the flat-channel
    model of the relaxation).
 5. Cuts given shares: on the rates of the mapped allocation, the best common cut, then
-   steepest-descent changes of one device's cut at a time on the round latency of SPEC 4 (with a
+   steepest-descent changes of one device's cut at a time on the round latency (with a
    common-cut scheme only the common cut is chosen).
 
 The two steps alternate from equal shares until the rounded shares repeat (at most ``max_iter``
@@ -31,10 +31,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from psl_env.resources.context import FixedCutSolver, ResourceContext
+from psl_env.resources.greedy import deal_by_counts
 from psl_env.system.allocation import equal_power
-from psl_env.system.latency import LatencyModel
-from psl_env.system.solvers import CutCost, ResourceContext, solve_fixed_cut
-from psl_env.system.state import Allocation, RoundState
+from psl_env.system.latency import CutTerms, LatencyModel, rates
+from psl_env.system.state import Allocation, Observation
 
 from .base import DecisionMaker
 
@@ -67,7 +68,7 @@ class EdgeSplitAltOptimizer(DecisionMaker):
         share_gain: the flat-channel gain of the share relaxation, ``"mean"`` or ``"best"``.
         grid: points of the share grid of the bisection.
         polish: ours, not EdgeSplit's: re-solve subchannels and power for the final cuts with the
-            EPSL-BCD inner solver (``solve_resources``) and keep that if it is faster.
+            EPSL-BCD inner solver (``FixedCutSolver``) and keep that if it is faster.
     """
 
     name = "edgesplit-alt"
@@ -86,11 +87,11 @@ class EdgeSplitAltOptimizer(DecisionMaker):
         self.share_gain = share_gain
         self.grid = int(grid)
         self.polish = bool(polish)
+        self.solver = FixedCutSolver(model) if self.polish else None
         self.cuts = np.arange(1, model.num_blocks)
 
     # -- the two blocks -----------------------------------------------------------------------------
-    def _share_tables(self, ctx: ResourceContext, gains: np.ndarray, budget: np.ndarray
-                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _share_tables(self, gains: np.ndarray, budget: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Share grid [G] and the relaxed uplink / downlink rates [N, G]."""
         n, m = gains.shape
         model = self.model
@@ -100,11 +101,11 @@ class EdgeSplitAltOptimizer(DecisionMaker):
             top = max(1, int(np.ceil(m / n)))
             g = -np.sort(-gains, axis=1)[:, :top].mean(axis=1)
         k = np.linspace(1.0, m - n + 1.0, self.grid) if m > n else np.ones(2)
-        up = k * model.subchannel_rates(g[:, None], budget[:, None] / k)
-        down = k * model.subchannel_rates(g[:, None], model.server_power_w)
+        up = k * model.radio.subchannel_rate(g[:, None], budget[:, None] / k)
+        down = k * model.radio.downlink_rate(g[:, None])
         return k, up, down
 
-    def _shares(self, cost: CutCost, tables: tuple[np.ndarray, np.ndarray, np.ndarray], m: int
+    def _shares(self, cost: CutTerms, tables: tuple[np.ndarray, np.ndarray, np.ndarray], m: int
                 ) -> tuple[np.ndarray, np.ndarray]:
         """Continuous shares by bisection on the common finish time; also each finish time."""
         k, up, down = tables
@@ -134,37 +135,18 @@ class EdgeSplitAltOptimizer(DecisionMaker):
         finish_at = np.array([np.interp(s, k, f) for s, f in zip(shares, finish)])
         return shares, finish_at
 
-    def _map(self, ctx: ResourceContext, counts: np.ndarray, order: np.ndarray) -> np.ndarray:
-        """Clients take their best free subchannels in turns (``order`` first) up to their counts."""
-        m = ctx.m
-        pref = ctx.preference.tolist()
-        owner = [-1] * m
-        pointer = [0] * ctx.n
-        left = counts.tolist()
-        active = [int(i) for i in order]
-        while active:
-            for i in active:
-                row, p = pref[i], pointer[i]
-                while owner[row[p]] >= 0:
-                    p += 1
-                owner[row[p]] = i
-                pointer[i] = p + 1
-                left[i] -= 1
-            active = [i for i in active if left[i] > 0]
-        return np.asarray(owner, dtype=np.int64)
-
-    def _choose_cuts(self, state: RoundState, ctx: ResourceContext, r_up: np.ndarray, r_dn: np.ndarray,
+    def _choose_cuts(self, ctx: ResourceContext, r_up: np.ndarray, r_dn: np.ndarray,
                      start: np.ndarray | None) -> tuple[np.ndarray, float]:
         """Cuts given rates: best common cut, then single-device changes while the latency drops."""
-        n = state.num_clients
+        n = ctx.n
         common = np.repeat(self.cuts[:, None], n, axis=1)
-        totals = ctx.cost(state, common).total(r_up, r_dn)
+        totals = ctx.terms(common).total(r_up, r_dn)
         j = int(np.argmin(totals))
         cur, cur_val = common[j].copy(), float(totals[j])
         if self.model.common_cut:
             return cur, cur_val
         if start is not None:
-            val = float(ctx.cost(state, start).total(r_up, r_dn))
+            val = float(ctx.terms(start).total(r_up, r_dn))
             if val < cur_val:
                 cur, cur_val = start.copy(), val
         num_j = self.cuts.size
@@ -172,7 +154,7 @@ class EdgeSplitAltOptimizer(DecisionMaker):
         for _ in range(n * num_j):
             cand = np.repeat(cur[None, :], n * num_j, axis=0)
             cand[rows, rows // num_j] = np.tile(self.cuts, n)
-            totals = ctx.cost(state, cand).total(r_up, r_dn)
+            totals = ctx.terms(cand).total(r_up, r_dn)
             b = int(np.argmin(totals))
             if not totals[b] < cur_val * (1.0 - 1e-12):
                 break
@@ -180,33 +162,32 @@ class EdgeSplitAltOptimizer(DecisionMaker):
         return cur, cur_val
 
     # -- the alternation ----------------------------------------------------------------------------
-    def decide(self, state: RoundState) -> Allocation:
-        state = state.observed()
+    def decide(self, obs: Observation) -> Allocation:
         model = self.model
-        ctx = ResourceContext.of(model, state)
-        gains, budget = state.gains, state.power_budget_w
+        ctx = ResourceContext(model, obs)
+        gains, budget = obs.gains, obs.power_budget_w
         n, m = gains.shape
-        tables = self._share_tables(ctx, gains, budget)
+        tables = self._share_tables(gains, budget)
         counts = round_shares(np.full(n, m / n), m)
         order = np.arange(n)
         cuts = None
         best_val, best = np.inf, None
         seen: set[tuple[int, ...]] = set()
         for _ in range(self.max_iter):
-            owner = self._map(ctx, counts, order)
+            owner = deal_by_counts(ctx.preference_lists, counts, order)
             power = ctx.powers(owner) if self.power == "waterfill" else equal_power(owner, budget)
-            r_up, r_dn = model.client_rates(gains, owner, power)
-            cuts, val = self._choose_cuts(state, ctx, r_up, r_dn, cuts)
+            r_up, r_dn = rates(model.radio, gains, owner, power)
+            cuts, val = self._choose_cuts(ctx, r_up, r_dn, cuts)
             if val < best_val:
                 best_val, best = val, Allocation(cuts.copy(), owner, power)
             seen.add(tuple(counts.tolist()))
-            shares, finish = self._shares(ctx.cost(state, cuts), tables, m)
+            shares, finish = self._shares(ctx.terms(cuts), tables, m)
             counts = round_shares(shares, m)
             order = np.lexsort((np.arange(n), -finish))
             if tuple(counts.tolist()) in seen:
                 break
-        if self.polish:
-            alloc, val = solve_fixed_cut(model, state, best.cut, context=ctx)
+        if self.solver is not None:
+            alloc, val = self.solver.solve(obs, best.cut, context=ctx)
             if val < best_val:
                 best = alloc
         return best

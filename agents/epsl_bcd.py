@@ -7,7 +7,7 @@ control with a BCD algorithm. What is ours (and a constructor option where it is
 - the cut is found by exhaustive search over the L-1 candidates (visited by increasing lower bound
   and pruned when the bound cannot beat the best latency found: exact, it skips only cuts that
   cannot win; ``prune``);
-- for each cut, subchannels and power alternate (``psl_env.system.solvers.solve_resources``): a
+- for each cut, subchannels and power alternate (``psl_env.resources.context.FixedCutSolver``): a
   greedy start, then reassignment of subchannels toward the bottleneck client (moves and swaps,
   ``moves``) with per-client water-filling of the affected clients, until no change lowers the
   latency (``max_iter`` caps the accepted changes); at the best cut a second start
@@ -23,9 +23,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from psl_env.resources.context import FixedCutSolver
 from psl_env.system.latency import LatencyModel
-from psl_env.system.solvers import ResourceContext, solve_fixed_cut
-from psl_env.system.state import Allocation, RoundState
+from psl_env.system.state import Allocation, Observation
 
 from .base import DecisionMaker
 
@@ -42,40 +42,37 @@ class EPSLBCDOptimizer(DecisionMaker):
             latency found so far. Never changes the result.
         restart: at the best cut, also refine from a second start (weighted proportional-fair
             assignment) and keep the better (ours; about halves the rounds where BCD is suboptimal).
+        backend: compiled kernels or numpy for the inner solver (``psl_env.backend``); the same
+            decisions either way.
     """
 
     name = "epsl-bcd"
 
     def __init__(self, model: LatencyModel, max_iter: int = 200, moves: str = "bottleneck",
-                 prune: bool = True, restart: bool = True) -> None:
+                 prune: bool = True, restart: bool = True, backend: str = "auto") -> None:
         super().__init__(model)
-        if moves not in ("bottleneck", "all"):
-            raise ValueError(f"moves: {moves!r} is not allowed; allowed: ['bottleneck', 'all']")
-        if int(max_iter) < 0:
-            raise ValueError(f"max_iter: {max_iter!r} must be >= 0")
-        self.max_iter = int(max_iter)
-        self.moves = moves
+        self.solver = FixedCutSolver(model, max_iter=max_iter, moves=moves, backend=backend)
         self.prune = bool(prune)
         self.restart = bool(restart)
         self.cuts = np.arange(1, model.num_blocks)
 
-    def decide(self, state: RoundState) -> Allocation:
-        state = state.observed()
-        n = state.num_clients
-        ctx = ResourceContext.of(self.model, state)
-        bounds = ctx.lower_bound(ctx.cost(state, np.repeat(self.cuts[:, None], n, axis=1)))
+    def decide(self, obs: Observation) -> Allocation:
+        n = obs.num_clients
+        solver = self.solver
+        ctx = solver.context(obs)
+        bounds = ctx.lower_bound(ctx.terms(np.repeat(self.cuts[:, None], n, axis=1)))
         best, best_alloc = np.inf, None
         for j in np.argsort(bounds, kind="stable"):
             if self.prune and bounds[j] >= best:
                 break
-            alloc, latency = solve_fixed_cut(self.model, state, int(self.cuts[j]), max_iter=self.max_iter,
-                                             moves=self.moves, context=ctx)
+            alloc, latency = solver.solve(obs, int(self.cuts[j]), context=ctx)
             if latency < best:
                 best, best_alloc = latency, alloc
+        if best_alloc is None:  # scenarios are checked at load: every client holds some cut
+            raise ValueError("epsl-bcd: no cut fits every client's memory cap")
         if self.restart:
             # A second starting point at the best cut escapes most local optima of the greedy start.
-            alloc, latency = solve_fixed_cut(self.model, state, best_alloc.cut, max_iter=self.max_iter,
-                                             moves=self.moves, starts=("proportional",), context=ctx)
+            alloc, latency = solver.solve(obs, best_alloc.cut, starts=("proportional",), context=ctx)
             if latency < best:
                 best_alloc = alloc
         return best_alloc

@@ -2,7 +2,7 @@
 
 Enumerates every cut (one common cut, or with per-device cuts every cut vector) and every
 assignment of the M subchannels that serves all N clients, gives each client its water-filled
-power, and prices all candidates at once with ``LatencyModel.latency_arrays``. Exact because:
+power, and prices all candidates at once with ``LatencyModel.price``. Exact because:
 
 - power: for a fixed cut and assignment, water-filling maximizes each client's uplink rate, and
   every latency term is non-increasing in each client's rate (clients do not interfere);
@@ -10,7 +10,7 @@ power, and prices all candidates at once with ``LatencyModel.latency_arrays``. E
   and the broadcast rate does not depend on the assignment, so assignments that use every
   subchannel contain an optimum.
 
-The optimum is that of the round as the decision sees it (``state.observed()``): under delayed CSI
+The optimum is that of the round as the decision sees it (its ``Observation``): under delayed CSI
 a method can beat the oracle on the true gains, and with migration the per-round optimum depends on
 the previous cut, so trajectories of different methods are not comparable round by round.
 """
@@ -21,9 +21,9 @@ from math import comb
 
 import numpy as np
 
+from psl_env.resources.waterfill import water_fill
 from psl_env.system.latency import LatencyModel
-from psl_env.system.solvers import water_fill
-from psl_env.system.state import Allocation, RoundState
+from psl_env.system.state import Allocation, Observation
 
 from .base import DecisionMaker
 
@@ -54,7 +54,7 @@ class OracleDecisionMaker(DecisionMaker):
             them (EdgeSplit), else one common cut.
         max_candidates: refuse (``ValueError`` naming N, M and the limit) when the number of
             (cut, assignment) candidates exceeds this.
-        chunk: candidates priced per ``latency_arrays`` call (memory bound).
+        chunk: candidates priced per call of the latency formula (memory bound).
     """
 
     name = "oracle"
@@ -84,24 +84,24 @@ class OracleDecisionMaker(DecisionMaker):
             self.cuts = np.repeat(cuts[:, None], n, axis=1)  # [C, N]
         self._masks = self.assignments[:, None, :] == np.arange(n)[None, :, None]  # [A, N, M]
 
-    def decide(self, state: RoundState) -> Allocation:
-        state = state.observed()
+    def decide(self, obs: Observation) -> Allocation:
         model = self.model
-        gains = state.gains
+        gains = obs.gains
         n, m = gains.shape
         # Water-filled power of every assignment: [A, M].
-        p_nm = water_fill(np.where(self._masks, gains, 0.0), state.power_budget_w, model.noise_w)
+        p_nm = water_fill(np.where(self._masks, gains, 0.0), obs.power_budget_w, model.radio.wf_noise_w,
+                          model.radio.link)
         power = np.take_along_axis(p_nm, self.assignments[:, None, :], axis=1)[:, 0, :]
-        r_bc = model.broadcast_rate(gains) if (model.downlink == "broadcast" and model.phi > 0) else None
+        r_bc = obs.broadcast_rate if obs.broadcast_rate is not None else model.broadcast_rate(gains)
+        prev = obs.prev_cut if obs.has_prev else None
         num_a, num_c = self.assignments.shape[0], self.cuts.shape[0]
         total = num_a * num_c
         best_val, best_idx = np.inf, -1
         for start in range(0, total, self.chunk):
             idx = np.arange(start, min(start + self.chunk, total))
             ci, ai = idx // num_a, idx % num_a
-            lat = model.latency_arrays(np.broadcast_to(gains, (idx.size, n, m)), state.client_flops,
-                                       self.cuts[ci], self.assignments[ai], power[ai], state.prev_cut,
-                                       state.sync, r_bc)
+            lat = model.price(gains, obs.client_flops, self.cuts[ci], self.assignments[ai], power[ai], prev,
+                              obs.sync, r_bc, memory_bytes=obs.memory_bytes)
             k = int(np.argmin(lat.total))
             if lat.total[k] < best_val:
                 best_val, best_idx = float(lat.total[k]), int(idx[k])

@@ -1,13 +1,13 @@
-"""Simple reference decision makers: fixed ("no optimization"), random and greedy (SPEC 7)."""
+"""Simple reference decision makers: fixed ("no optimization"), random and greedy."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from psl_env.system.allocation import fixed_allocation
+from psl_env.resources.context import FixedCutSolver
+from psl_env.system.allocation import reference_allocation
 from psl_env.system.latency import LatencyModel
-from psl_env.system.solvers import ResourceContext, solve_fixed_cut
-from psl_env.system.state import Allocation, RoundState
+from psl_env.system.state import Allocation, Observation
 
 from .base import DecisionMaker
 
@@ -15,9 +15,10 @@ from .base import DecisionMaker
 class FixedDecisionMaker(DecisionMaker):
     """The "no optimization" counterpart: middle cut, round-robin subchannels, equal power.
 
-    The same allocation every round (``psl_env.system.allocation.fixed_allocation``); with a
-    per-device-cut scheme every device gets the same cut (PSL with a fixed common cut and equal
-    bandwidth).
+    The same allocation every round (``psl_env.system.allocation.reference_allocation``, the
+    environments' reference); with a per-device-cut scheme every device gets the same cut (PSL with a
+    fixed common cut and equal bandwidth). Where memory caps exclude the cut, the deepest cut every
+    client holds instead.
 
     Args:
         model: the scenario's latency model.
@@ -33,17 +34,16 @@ class FixedDecisionMaker(DecisionMaker):
             raise ValueError(f"cut: {cut!r} is not allowed; allowed: an integer in 1..{model.num_blocks - 1}")
         self.cut = cut
 
-    def decide(self, state: RoundState) -> Allocation:
-        alloc = fixed_allocation(self.model.num_blocks, state.power_budget_w, state.num_subchannels)
-        if self.cut is not None:
-            alloc = Allocation(np.full(state.num_clients, self.cut, dtype=np.int64), alloc.owner, alloc.power_w)
-        return alloc
+    def decide(self, obs: Observation) -> Allocation:
+        return reference_allocation(self.model.tables, obs.power_budget_w, obs.memory_bytes, obs.num_subchannels,
+                                    self.cut)
 
 
 class RandomDecisionMaker(DecisionMaker):
     """A uniformly random feasible allocation, seeded.
 
-    The cut is uniform over 1..L-1 (one per device with a per-device-cut scheme); every client gets
+    The cut is uniform over the cuts the memory caps allow (one per device with a per-device-cut
+    scheme); every client gets
     one subchannel of a random permutation and the rest go to uniformly random clients; each client
     splits its budget over its subchannels with Dirichlet(1) fractions.
 
@@ -62,18 +62,21 @@ class RandomDecisionMaker(DecisionMaker):
     def reset(self, seed: int | None = None) -> None:
         self.rng = np.random.default_rng(self.seed if seed is None else seed)
 
-    def decide(self, state: RoundState) -> Allocation:
-        n, m = state.num_clients, state.num_subchannels
+    def decide(self, obs: Observation) -> Allocation:
+        n, m = obs.num_clients, obs.num_subchannels
         rng = self.rng
-        cut = rng.integers(1, self.model.num_blocks, size=1 if self.model.common_cut else n)
-        cut = np.broadcast_to(cut, (n,)).astype(np.int64)
+        deepest = self.model.tables.deepest_cut(obs.memory_bytes)  # the cuts each client's memory holds
+        if self.model.common_cut:
+            cut = np.full(n, rng.integers(1, deepest.min() + 1), dtype=np.int64)
+        else:
+            cut = rng.integers(1, deepest + 1).astype(np.int64)
         perm = rng.permutation(m)
         owner = np.empty(m, dtype=np.int64)
         owner[perm[:n]] = rng.permutation(n)
         owner[perm[n:]] = rng.integers(0, n, size=m - n)
         weights = rng.exponential(size=m)  # normalized per client: Dirichlet(1) fractions
         per_client = np.bincount(owner, weights=weights, minlength=n)
-        power = weights / per_client[owner] * state.power_budget_w[owner]
+        power = weights / per_client[owner] * obs.power_budget_w[owner]
         return Allocation(cut, owner, power)
 
 
@@ -81,18 +84,21 @@ class GreedyDecisionMaker(DecisionMaker):
     """Best common cut with the bottleneck-greedy assignment and water-filled power, no refinement.
 
     For every cut: each client takes its best subchannel, then the client with the longest modeled
-    time takes its best free subchannel until none is left (``ResourceContext.greedy``), with
+    time takes its best free subchannel until none is left (``bottleneck_greedy``), with
     water-filling power; the cut with the lowest modeled latency wins. EPSL-BCD without its BCD.
     """
 
     name = "greedy"
 
-    def decide(self, state: RoundState) -> Allocation:
-        state = state.observed()
-        ctx = ResourceContext.of(self.model, state)
+    def __init__(self, model: LatencyModel) -> None:
+        super().__init__(model)
+        self.solver = FixedCutSolver(model, refine=False)
+
+    def decide(self, obs: Observation) -> Allocation:
+        ctx = self.solver.context(obs)
         best, best_alloc = np.inf, None
         for cut in range(1, self.model.num_blocks):
-            alloc, latency = solve_fixed_cut(self.model, state, cut, refine=False, context=ctx)
+            alloc, latency = self.solver.solve(obs, cut, context=ctx)
             if latency < best:
                 best, best_alloc = latency, alloc
         return best_alloc

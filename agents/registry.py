@@ -6,7 +6,8 @@ the rest is handed to it. The built-in optimizers read ``ARG`` as constructor op
 they like (``ppo:runs/ppo-1`` for a trained policy). New kinds of decision makers are added with
 ``register`` and need no change to the benchmark::
 
-    register("ppo", lambda model, arg, seed: PPOPolicy.load(arg, model), help="trained PPO policy: ppo:DIR")
+    register("my-opt", builtin(MyOptimizer), help="my optimizer")   # a DecisionMaker subclass
+    register("ppo", lambda model, arg, seed: SB3Policy.load(arg, model, algo="ppo"), help="ppo:RUN_DIR")
 
 A module of the ``agents`` package that makes that call at import time is found on its own: the
 first lookup of an unregistered name imports the package's modules (``discover``).
@@ -49,11 +50,6 @@ def register(name: str, factory: Factory, help: str = "", replace: bool = False)
 def available_decision_makers() -> list[str]:
     """The registered names, sorted."""
     return sorted(_FACTORIES)
-
-
-def describe_decision_makers() -> dict[str, str]:
-    """name -> one-line help."""
-    return {name: _FACTORIES[name][1] for name in sorted(_FACTORIES)}
 
 
 def parse_options(text: str | None) -> dict:

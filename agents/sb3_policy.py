@@ -21,9 +21,9 @@ from typing import Any
 import numpy as np
 
 from psl_env.config_files import brief, read_yaml
-from psl_env.system.allocation import fixed_allocation
+from psl_env.system.allocation import reference_allocation
 from psl_env.system.latency import LatencyModel
-from psl_env.system.state import Allocation, RoundState
+from psl_env.system.state import Allocation, Observation
 
 from .base import DecisionMaker
 
@@ -83,7 +83,7 @@ class SB3Policy(DecisionMaker):
                              f"({self.env.action_space} with action_type={self.codec.name!r})")
         self._max_ratio = float(self.env.config["max_latency_ratio"])
         self._delayed = model.scenario.csi == "delayed"
-        self._prev: RoundState | None = None
+        self._prev: Observation | None = None
         self.repairs = 0
 
     # -- the decision-maker interface ------------------------------------------------------------------
@@ -91,46 +91,45 @@ class SB3Policy(DecisionMaker):
         self._prev = None
         self.repairs = 0
 
-    def observation(self, state: RoundState) -> np.ndarray:
-        """The raw (unnormalized) observation of ``state``, as the environment would give it."""
-        return self.env.observation_of(state, self._prev_ratio(state))
+    def observation(self, obs: Observation) -> np.ndarray:
+        """The raw (unnormalized) observation vector of ``obs``, as the environment would give it."""
+        return self.env.observation_of(obs, self._prev_ratio(obs))
 
-    def decide(self, state: RoundState) -> Allocation:
-        obs = self.observation(state)
+    def decide(self, obs: Observation) -> Allocation:
+        seen = obs
+        obs = self.observation(seen)
         if self.normalizer is not None:
             obs = np.asarray(self.normalizer.normalize_obs(obs[None]), dtype=np.float32)[0]
         kwargs = {}
         if self.masked:
-            from psl_env.envs.codecs import DecisionView  # noqa: PLC0415
-
-            kwargs["action_masks"] = self.codec.action_masks(DecisionView.of_state(state))[0]
+            kwargs["action_masks"] = self.codec.action_masks(seen.stacked())[0]
         action, _ = self.policy.predict(obs, deterministic=self.deterministic, **kwargs)
         space = self.env.action_space
         if hasattr(space, "low") and hasattr(space, "high"):
             action = np.clip(action, space.low, space.high)
-        alloc, repairs = self.codec.decode(action, state)
+        alloc, repairs = self.codec.decode(action, seen)
         self.repairs += repairs
-        self._prev = state
+        self._prev = seen
         return alloc
 
     # -- helpers ---------------------------------------------------------------------------------------
-    def _prev_ratio(self, state: RoundState) -> float:
+    def _prev_ratio(self, obs: Observation) -> float:
         """Previous round's latency over its fixed reference latency (0 on round 0), capped as the env does."""
         prev = self._prev
-        if state.prev_cut is None or state.round == 0 or prev is None or prev.round != state.round - 1:
+        if not obs.has_prev or obs.round == 0 or prev is None or prev.round != obs.round - 1:
             return 0.0
-        gains = state.observed_gains if self._delayed else prev.observed_gains
+        gains = obs.gains if self._delayed else prev.gains
         # the fixed reference of the previous round (no previous cut: the reference never migrates)
-        last = RoundState(prev.round, prev.episode, prev.client_flops, prev.power_budget_w, prev.memory_bytes,
-                          gains, gains, None, 0.0, bool(prev.sync))
-        ref = self.model.evaluate(last, self._reference(prev)).total
+        last = Observation(gains, prev.client_flops, prev.power_budget_w, prev.memory_bytes, prev.prev_cut, False,
+                           0.0, prev.round, bool(prev.sync), prev.episode)
+        ref = self.model.expected(last, self._reference(prev)).total
         if not ref > 0:
             return self._max_ratio
-        ratio = state.prev_latency_s / ref
+        ratio = obs.prev_latency_s / ref
         return float(min(ratio, self._max_ratio)) if ratio == ratio else self._max_ratio
 
-    def _reference(self, state: RoundState) -> Allocation:
-        return fixed_allocation(self.model.num_blocks, state.power_budget_w, state.num_subchannels)
+    def _reference(self, obs: Observation) -> Allocation:
+        return reference_allocation(self.model.tables, obs.power_budget_w, obs.memory_bytes, obs.num_subchannels)
 
     # -- loading ---------------------------------------------------------------------------------------
     @classmethod

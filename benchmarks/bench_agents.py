@@ -86,7 +86,7 @@ def perfect_csi_bound(overrides: list[str], rounds: int, episodes: int) -> dict:
     from agents.registry import make_decision_maker
     from psl_env.system.scenario import load_scenario
     from psl_env.system.simulator import NetworkSimulator
-    from psl_env.system.state import RoundState
+    import dataclasses
 
     scen = load_scenario(SCENARIO, overrides)
     out = {}
@@ -97,11 +97,9 @@ def perfect_csi_bound(overrides: list[str], rounds: int, episodes: int) -> dict:
         for ep in range(episodes):
             state = sim.reset(BENCH_SEED + ep)
             for _ in range(rounds):
-                seen = state.observed()
-                if true_gains:
-                    seen = RoundState(state.round, state.episode, state.client_flops, state.power_budget_w,
-                                      state.memory_bytes, state.gains, state.gains, state.prev_cut,
-                                      state.prev_latency_s, state.sync)
+                seen = state.observation()
+                if true_gains:  # an oracle of the CSI: the decision sees this round's true gains
+                    seen = dataclasses.replace(seen, gains=state.gains)
                 latency, state = sim.step(dm.decide(seen))
                 lat.append(latency.total)
         out[label] = float(np.mean(lat))

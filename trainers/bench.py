@@ -8,7 +8,7 @@ depend on this round's latency, so trajectories diverge after round 0 and the pe
 the oracle compares different channel draws. Each method also carries its own previous cut
 (migration), so a method can come in below the oracle on a round; ``rounds_below`` counts that.
 
-Decisions see ``state.observed()``; rounds are priced on the true gains. Before the first timed
+Decisions see ``state.observation()``; rounds are priced on the true gains. Before the first timed
 round every method makes one untimed decision (on episode 0's first round, then everything is
 reset), so imports, caches and compilation are not charged to its decision time.
 
@@ -245,9 +245,12 @@ def run_benchmark(scenario: Scenario | str, methods: list[str], rounds: int | No
         writer = RoundTraceWriter(out / "trace.jsonl") if trace else None
     from tqdm import tqdm
 
-    for name in methods:  # one untimed decision each: first-call costs stay out of the decision times
+    # one untimed decision each (on a simulator of its own: the timed ones keep their episode count),
+    # so first-call costs stay out of the decision times
+    first_round = NetworkSimulator(scen, profile).reset(episode_seeds[0]).observation()
+    for name in methods:
         dms[name].reset(episode_seeds[0])
-        dms[name].decide(sims[name].reset(episode_seeds[0]).observed())
+        dms[name].decide(first_round)
     bar = tqdm(total=episodes * len(methods) * rounds, desc=f"bench {scen.name}", unit="round",
                disable=not progress, leave=False)
     try:
@@ -259,7 +262,7 @@ def run_benchmark(scenario: Scenario | str, methods: list[str], rounds: int | No
                 state = sim.reset(ep_seed)
                 engine = curve = None
                 for rnd in range(rounds):
-                    observed = state.observed()
+                    observed = state.observation()
                     t0 = time.perf_counter()
                     try:
                         alloc = dm.decide(observed)
@@ -267,7 +270,7 @@ def run_benchmark(scenario: Scenario | str, methods: list[str], rounds: int | No
                         raise RuntimeError(f"{name}: failed in episode {ep} round {rnd}: {err}") from err
                     dt_ms = 1e3 * (time.perf_counter() - t0)
                     try:
-                        check_allocation(alloc, state, model.num_blocks, model.common_cut)
+                        check_allocation(alloc, state, model.tables)
                     except InfeasibleAllocation as err:
                         raise RuntimeError(f"{name}: infeasible allocation in episode {ep} round {rnd}: {err}") from None
                     lat, nxt = sim.step(alloc)

@@ -17,7 +17,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-PHASE_KEYS = ("uplink_phase", "server_compute", "downlink_phase", "sync", "migration")
+from psl_env.system.latency import PHASES
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -171,7 +171,7 @@ def results_columns(with_gap: bool) -> list[Column]:
         Column("decision_ms_mean", "decision ms", "{:.3g}"),
         Column("mean_cut", "mean cut", "{:.2f}"),
     ]
-    cols += [Column(f"phases_mean_s.{p}", f"{p} s", "{:#.4g}") for p in PHASE_KEYS]
+    cols += [Column(f"phases_mean_s.{p}", f"{p} s", "{:#.4g}") for p in PHASES]
     if with_gap:
         cols += [Column("gap_to_oracle.mean", "gap mean", _pct), Column("gap_to_oracle.median", "gap median", _pct),
                  Column("gap_to_oracle.p95", "gap p95", _pct),

@@ -141,12 +141,9 @@ class BatchedVecEnv(VecEnv):
         """[K, sum(nvec)] masks of the discrete action dimensions (MaskablePPO)."""
         base = self.venv.unwrapped if hasattr(self.venv, "unwrapped") else self.venv
         fn = getattr(base, "action_masks", None)
-        if fn is not None:
-            return np.asarray(fn())
-        core = getattr(base, "core", None)
-        if core is None:
+        if fn is None:
             raise AttributeError("the vector env offers no action masks")
-        return core.codec.action_masks(core.view())
+        return np.asarray(fn())
 
     def get_images(self):  # pragma: no cover - no rendering of images
         return [None] * self.num_envs

@@ -11,10 +11,10 @@ from typing import Any
 
 _EXPORTS = {
     "PSLEnv": "psl_env", "PSLVectorEnv": "vector", "PSLCore": "core", "PSLTrainEnv": "train_env",
-    "Codec": "codecs", "CODECS": "codecs", "make_codec": "codecs", "InvalidAction": "codecs",
-    "DecisionView": "codecs", "BoxCodec": "codecs", "DictCodec": "codecs",
+    "Codec": "codecs", "CODECS": "codecs", "make_codec": "codecs", "register_codec": "codecs",
+    "InvalidAction": "codecs", "BoxCodec": "codecs", "DictCodec": "codecs",
     "MultiDiscreteCodec": "codecs", "AssistedCodec": "codecs",
-    "ObservationEncoder": "observation", "BatchPricer": "pricing",
+    "ObservationEncoder": "observation",
     "default_config": "config", "EnvConfigError": "config",
     "register_envs": "registration", "ENV_SPECS": "registration",
 }

@@ -16,30 +16,33 @@ a sensible, feasible allocation:
                                                         water-filling
 ``multidiscrete``MultiDiscrete([L-1]*C + [Q]*N)         the same with cut indices and Q priority levels
 ``assisted``     Discrete(L-1) (or MultiDiscrete [N])   the cut(s) only; subchannels and power by the
-                                                        optimizer's inner solver (``solve_resources``)
+                                                        optimizer's inner solver (``FixedCutSolver``)
 ===============  =====================================  ===============================================
 
-Codecs work on batches (a leading axis K) so that the single and the vector environment share one
-implementation; ``decode`` / ``encode`` are the one-round conveniences on a ``RoundState``.
-Decoders only look at what a scheduler may see: the observed gains, budgets and compute rates.
+Codecs work on batches (an ``Observation`` with a leading axis K) so that the single and the
+vector environment share one implementation; ``decode`` / ``encode`` are the one-round
+conveniences. Decoders only see what a scheduler may see (an ``Observation``). The codecs are
+registered by name (``CODECS``, ``register_codec``): the env's ``action.type`` picks one.
 """
 
 from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
-from typing import Any, Callable
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from gymnasium import spaces
 
+from ..backend import load_kernels
+from ..resources.context import FixedCutSolver
+from ..resources.greedy import TabulatedGreedy, anchor_candidates, gather_owned, priority_owner, uplink_need
+from ..resources.waterfill import water_fill_owned
+from ..scratch import Scratch
 from ..system.allocation import repair_owner
 from ..system.latency import LatencyModel
-from ..system.state import Allocation, RoundState
-from .backend import load_kernels
-from .batch_alloc import (BottleneckGreedy, Scratch, anchor_candidates, gather_owned, priority_owner,
-                          uplink_need, water_fill_owned)
+from ..system.state import Allocation, Observation
 
 
 _MIN, _MAX = np.minimum.reduce, np.maximum.reduce  # the reductions without the method wrappers
@@ -47,56 +50,6 @@ _MIN, _MAX = np.minimum.reduce, np.maximum.reduce  # the reductions without the 
 
 class InvalidAction(ValueError):
     """An action is outside the codec's action space (wrong shape, out of bounds, NaN, ...)."""
-
-
-@dataclass
-class DecisionView:
-    """What a decision may see in K rounds, as arrays with a leading axis K.
-
-    Attributes:
-        gains: [K, N, M] observed gains.
-        power_budget_w: [K, N] power budgets.
-        client_flops: [K, N] compute rates.
-        memory_bytes: [K, N] memory caps.
-        prev_cut: [K, N] previous cuts (meaningful where ``has_prev``).
-        has_prev: [K] whether a previous round exists.
-        sync: [K] whether the round ends with a FedAvg sync.
-        rounds: [K] round indices.
-        states: builds the ``RoundState`` of round k (observed gains only), for solver-based codecs.
-        broadcast_rate: [K] R_bc of the observed gains, if the caller has it (else computed).
-    """
-
-    gains: np.ndarray
-    power_budget_w: np.ndarray
-    client_flops: np.ndarray
-    memory_bytes: np.ndarray
-    prev_cut: np.ndarray
-    has_prev: np.ndarray
-    sync: np.ndarray
-    rounds: np.ndarray
-    states: Callable[[int], RoundState] | None = None
-    broadcast_rate: np.ndarray | None = None
-    _mean_gain: np.ndarray | None = field(default=None, repr=False)
-
-    @property
-    def num_envs(self) -> int:
-        return self.gains.shape[0]
-
-    def mean_gain(self) -> np.ndarray:
-        """[K, N] mean observed gain of each client over the subchannels."""
-        if self._mean_gain is None:
-            self._mean_gain = self.gains.mean(axis=2)
-        return self._mean_gain
-
-    @classmethod
-    def of_state(cls, state: RoundState) -> "DecisionView":
-        """The view of one round (K = 1): the observed parts of ``state``."""
-        n = state.num_clients
-        has_prev = state.prev_cut is not None
-        prev = np.asarray(state.prev_cut, dtype=np.int64) if has_prev else np.zeros(n, dtype=np.int64)
-        return cls(state.observed_gains[None], state.power_budget_w[None], state.client_flops[None],
-                   state.memory_bytes[None], prev[None], np.array([has_prev]), np.array([bool(state.sync)]),
-                   np.array([state.round]), lambda k: state.observed())
 
 
 @dataclass
@@ -190,8 +143,8 @@ class Codec(ABC):
         self.num_cuts = model.num_blocks - 1  # cut candidates 1..L-1
         self.cut_dims = 1 if model.common_cut else self.n
         self.space = self._space()
-        mem = model.profile.client_memory_bytes(np.arange(1, model.num_blocks), model.batch_size)
-        self._cut_memory = np.asarray(mem, dtype=np.float64)  # [L-1] bytes per cut candidate
+        self._cut_memory = model.tables.client_memory_bytes[1:-1]  # [L-1] bytes per cut candidate
+        self._deepest_memory = float(self._cut_memory.max())  # caps at least this never exclude a cut
 
     @abstractmethod
     def _space(self) -> spaces.Space:
@@ -206,11 +159,11 @@ class Codec(ABC):
         """A batch of K actions (the batched space of ``gymnasium.vector``), checked."""
 
     @abstractmethod
-    def decode_batch(self, actions: Any, view: DecisionView) -> Decoded:
+    def decode_batch(self, actions: Any, obs: Observation) -> Decoded:
         """K validated actions -> K feasible allocations."""
 
     @abstractmethod
-    def encode(self, alloc: Allocation, state: RoundState) -> Any:
+    def encode(self, alloc: Allocation, obs: Observation) -> Any:
         """An action that decodes to ``alloc`` (exactly for ``dict`` / ``assisted``, approximately
         for the low-dimensional codecs: a projection, e.g. for imitation of an optimizer)."""
 
@@ -223,25 +176,29 @@ class Codec(ABC):
         return action[None]
 
     # -- one-round conveniences --------------------------------------------------------------------
-    def decode(self, action: Any, state: RoundState) -> tuple[Allocation, int]:
-        """(allocation, number of repaired clients) for one action on one round."""
-        out = self.decode_batch(self.one(self.validate(action)), DecisionView.of_state(state))
+    def decode(self, action: Any, obs: Observation) -> tuple[Allocation, int]:
+        """(allocation, number of repaired clients) for one action on one observed round."""
+        out = self.decode_batch(self.one(self.validate(action)), obs.stacked())
         return out.allocation(0), int(out.repairs[0] + out.power_repairs[0])
 
     # -- masks -------------------------------------------------------------------------------------
-    def cut_mask(self, view: DecisionView) -> np.ndarray:
-        """[K, C, L-1] cut candidates whose client-side memory fits the clients' caps.
-
-        With a common cut a candidate must fit every client. Where nothing fits, every candidate is
-        allowed (the latency model does not price memory; the mask is advice to the agent).
-        """
-        fits = self._cut_memory[None, None, :] <= view.memory_bytes[:, :, None]  # [K, N, L-1]
+    def cut_mask(self, obs: Observation) -> np.ndarray:
+        """[K, C, L-1] cut candidates whose client-side memory fits the clients' caps (with a common
+        cut: every client's). A masked cut decodes to the deepest one that fits (``fit_cuts``)."""
+        fits = self._cut_memory[None, None, :] <= obs.memory_bytes[:, :, None]  # [K, N, L-1]
         if self.cut_dims == 1:
             fits = fits.all(axis=1, keepdims=True)
-        none = ~fits.any(axis=2, keepdims=True)
-        return fits | none
+        return fits
 
-    def action_masks(self, view: DecisionView) -> np.ndarray | None:
+    def fit_cuts(self, cut: np.ndarray, obs: Observation) -> tuple[np.ndarray, np.ndarray | None]:
+        """[K, N] cuts moved shallower where the clients' memory caps exclude them, and [K] whether
+        a round's cut moved (None: no cap binds, nothing moved)."""
+        if obs.memory_bytes.min() >= self._deepest_memory:  # the common case: every cut fits
+            return cut, None
+        fitted = self.model.tables.fit_cut(cut, obs.memory_bytes)
+        return fitted, (fitted != cut).any(axis=1).astype(np.int64)
+
+    def action_masks(self, obs: Observation) -> np.ndarray | None:
         """Flat per-dimension masks [K, sum(nvec)] for MaskablePPO, or None when not discrete."""
         return None
 
@@ -262,11 +219,12 @@ class PriorityCodec(Codec):
     Decoding, for cuts j_i and priorities a_i (u_i = exp(priority_range x a_i), 1 when neutral):
 
     - ``assignment="greedy"`` (default): the solver's bottleneck greedy without its per-pick
-      arithmetic (``BottleneckGreedy``): each client's modeled round time as a function of how many
+      arithmetic: each client's modeled round time as a function of how many
       of its best subchannels it holds is tabulated and scaled by u_i; every client picks once (most
       urgent first), then each remaining subchannel goes to the client with the largest time, each
-      pick taking its client's best free subchannel. The neutral action is within a few percent of
-      the solver's assignment; priorities shift subchannels towards (a_i > 0) or away from clients.
+      pick taking its client's best free subchannel (``TabulatedGreedy``). The neutral action is
+      within a few percent of the solver's assignment; priorities shift subchannels towards
+      (a_i > 0) or away from clients.
     - ``assignment="proportional-fair"``: faster, coarser: every subchannel goes to the client with
       the largest w_i x g_im / mean_m g_im, w_i = u_i x (air time per subchannel), plus one anchor
       subchannel per client (``priority_owner``).
@@ -286,39 +244,41 @@ class PriorityCodec(Codec):
         self.assignment = self.options["assignment"]
         if self.assignment not in self.ASSIGNMENTS:
             raise ValueError(f"action.assignment: {self.assignment!r} is not allowed; allowed: {list(self.ASSIGNMENTS)}")
-        self.greedy = BottleneckGreedy(model)
+        self.greedy = TabulatedGreedy(model)
         # the compiled greedy decode (numba), used for the greedy assignment when available
-        kernels = load_kernels(self.backend) if self.assignment == "greedy" else None
+        kernels = load_kernels(self.backend, "psl_env.resources.kernels") if self.assignment == "greedy" else None
         self.compiled = None if kernels is None else kernels.CompiledGreedy(self.greedy)
         self.candidates = anchor_candidates(self.n, self.m)
         self.scratch = Scratch()
 
-    def allocate(self, cut: np.ndarray, priority: np.ndarray, view: DecisionView) -> Decoded:
-        """[K, N] cuts and [K, N] priorities in [-1, 1] -> allocations."""
+    def allocate(self, cut: np.ndarray, priority: np.ndarray, obs: Observation) -> Decoded:
+        """[K, N] cuts and [K, N] priorities in [-1, 1] -> allocations (cuts over a memory cap move
+        to the deepest that fits, counted as repairs)."""
         urgency = np.exp(self.priority_range * priority)
         k = cut.shape[0]
+        cut, moved = self.fit_cuts(cut, obs)
+        repairs = self._zeros(k) if moved is None else moved
         if self.compiled is not None:
-            owner, power = self.compiled.decode(view.gains, view.power_budget_w, view.client_flops, cut, urgency,
-                                                view.broadcast_rate)
-            return Decoded(cut, owner, power, self._zeros(k), self._zeros(k), True)
+            owner, power = self.compiled.decode(obs.gains, obs.power_budget_w, obs.client_flops, cut, urgency,
+                                                obs.broadcast_rate)
+            return Decoded(cut, owner, power, repairs, self._zeros(k), True)
         if self.assignment == "greedy":
-            owner = self.greedy.owner(view.gains, view.power_budget_w, view.client_flops, cut, urgency,
-                                      view.broadcast_rate)
+            owner, power = self.greedy.decode(obs.gains, obs.power_budget_w, obs.client_flops, cut, urgency,
+                                              obs.broadcast_rate)
         else:
-            mean_gain = view.mean_gain()
-            need = uplink_need(self.model, cut, mean_gain, view.power_budget_w)
-            owner = priority_owner(view.gains, need * urgency, self.candidates, mean_gain, self.scratch)
-        inv_snr = self.model.noise_w / gather_owned(view.gains, owner, all_used=True)
-        power = water_fill_owned(owner, inv_snr, view.power_budget_w)
-        return Decoded(cut, owner, power, self._zeros(k), self._zeros(k), True)
+            mean_gain = obs.gains.mean(axis=2)
+            need = uplink_need(self.model, cut, mean_gain, obs.power_budget_w)
+            owner = priority_owner(obs.gains, need * urgency, self.candidates, mean_gain, self.scratch)
+            inv_snr = self.model.radio.wf_noise_w / gather_owned(obs.gains, owner, all_used=True)
+            power = water_fill_owned(owner, inv_snr, obs.power_budget_w, self.model.radio.link)
+        return Decoded(cut, owner, power, repairs, self._zeros(k), True)
 
-    def _priority_of(self, alloc: Allocation, state: RoundState) -> np.ndarray:
+    def _priority_of(self, alloc: Allocation, obs: Observation) -> np.ndarray:
         """Priorities that move the decoded subchannel counts towards the allocation's (a projection:
         log of the count ratio to the neutral decoding, over priority_range, clipped)."""
         if self.priority_range == 0:
             return np.zeros(self.n)
-        view = DecisionView.of_state(state)
-        neutral = self.allocate(alloc.cut[None], np.zeros((1, self.n)), view).owner[0]
+        neutral = self.allocate(alloc.cut[None], np.zeros((1, self.n)), obs.stacked()).owner[0]
         counts = np.bincount(alloc.owner[alloc.owner >= 0], minlength=self.n)
         base = np.bincount(neutral, minlength=self.n)
         ratio = np.maximum(counts, 0.5) / np.maximum(base, 0.5)
@@ -350,20 +310,20 @@ class BoxCodec(PriorityCodec):
         _check_shape(arr, (num_envs, *self.space.shape), "box actions")
         return _check_real(arr, -1.0, 1.0, "box actions")
 
-    def decode_batch(self, actions: np.ndarray, view: DecisionView) -> Decoded:
+    def decode_batch(self, actions: np.ndarray, obs: Observation) -> Decoded:
         c = self.cut_dims
         if c == 1 and actions.shape[0] == 1:  # one round: the same arithmetic on a Python float
             idx = math.floor((float(actions[0, 0]) + 1.0) * (0.5 * self.num_cuts))
             cut = np.full((1, self.n), min(idx, self.num_cuts - 1) + 1, dtype=np.int64)
-            return self.allocate(cut, actions[:, 1:], view)
+            return self.allocate(cut, actions[:, 1:], obs)
         idx = np.floor((actions[:, :c] + 1.0) * (0.5 * self.num_cuts)).astype(np.int64)
         cut = np.minimum(idx, self.num_cuts - 1) + 1
-        return self.allocate(self._cuts(cut), actions[:, c:], view)
+        return self.allocate(self._cuts(cut), actions[:, c:], obs)
 
-    def encode(self, alloc: Allocation, state: RoundState) -> np.ndarray:
+    def encode(self, alloc: Allocation, obs: Observation) -> np.ndarray:
         cut = alloc.cut[:1] if self.cut_dims == 1 else alloc.cut
         score = (cut - 1 + 0.5) / self.num_cuts * 2.0 - 1.0
-        return np.concatenate([score, self._priority_of(alloc, state)]).astype(np.float32)
+        return np.concatenate([score, self._priority_of(alloc, obs)]).astype(np.float32)
 
 
 class MultiDiscreteCodec(PriorityCodec):
@@ -395,19 +355,19 @@ class MultiDiscreteCodec(PriorityCodec):
         _check_shape(arr, (num_envs, *self.space.shape), "multidiscrete actions")
         return _check_int(arr, 0, self.high, "multidiscrete actions")
 
-    def decode_batch(self, actions: np.ndarray, view: DecisionView) -> Decoded:
+    def decode_batch(self, actions: np.ndarray, obs: Observation) -> Decoded:
         c = self.cut_dims
         priority = actions[:, c:] * (2.0 / (self.levels - 1)) - 1.0
-        return self.allocate(self._cuts(actions[:, :c] + 1), priority, view)
+        return self.allocate(self._cuts(actions[:, :c] + 1), priority, obs)
 
-    def encode(self, alloc: Allocation, state: RoundState) -> np.ndarray:
+    def encode(self, alloc: Allocation, obs: Observation) -> np.ndarray:
         cut = alloc.cut[:1] if self.cut_dims == 1 else alloc.cut
-        level = np.rint((self._priority_of(alloc, state) + 1.0) * 0.5 * (self.levels - 1))
+        level = np.rint((self._priority_of(alloc, obs) + 1.0) * 0.5 * (self.levels - 1))
         return np.concatenate([cut - 1, level]).astype(np.int64)
 
-    def action_masks(self, view: DecisionView) -> np.ndarray:
-        k = view.num_envs
-        cut = self.cut_mask(view).reshape(k, -1)
+    def action_masks(self, obs: Observation) -> np.ndarray:
+        k = obs.num_envs
+        cut = self.cut_mask(obs).reshape(k, -1)
         return np.concatenate([cut, np.ones((k, self.levels * self.n), dtype=bool)], axis=1)
 
 
@@ -416,8 +376,8 @@ class AssistedCodec(Codec):
     the observed gains. Discrete(L-1) for a common cut (value v -> cut v + 1), MultiDiscrete([L-1] *
     N) for per-device cuts.
 
-    ``solver="bcd"`` (default): ``solve_resources``, the EPSL-BCD inner solver (greedy start, then
-    moves and swaps toward the bottleneck; one Python call per round, so the vector env loops over
+    ``solver="bcd"`` (default): ``FixedCutSolver``, the inner solver of ``epsl-bcd`` (greedy start,
+    then moves and swaps toward the bottleneck; one call per round, so the vector env loops over
     its envs). ``solver="greedy"``: the batched bottleneck greedy of the ``box`` codec at neutral
     priorities (within a few percent of the solver, vectorized).
     """
@@ -428,14 +388,12 @@ class AssistedCodec(Codec):
 
     def __init__(self, model: LatencyModel, **options: Any) -> None:
         super().__init__(model, **options)
-        from ..system.solvers import solve_resources  # noqa: PLC0415 - optional heavy path
-
-        self._solve = solve_resources
         self.refine = bool(self.options["refine"])
         self.solver = self.options["solver"]
         if self.solver not in ("bcd", "greedy"):
             raise ValueError(f"action.solver: {self.solver!r} is not allowed; allowed: ['bcd', 'greedy']")
-        self._greedy = BoxCodec(model) if self.solver == "greedy" else None
+        self._greedy = BoxCodec(model, backend=self.backend) if self.solver == "greedy" else None
+        self._solver = FixedCutSolver(model, refine=self.refine, backend=self.backend)
 
     def _space(self) -> spaces.Space:
         if self.cut_dims == 1:
@@ -460,25 +418,26 @@ class AssistedCodec(Codec):
         _check_shape(arr, shape, "assisted actions")
         return _check_int(arr, 0, self.num_cuts, "assisted actions")
 
-    def decode_batch(self, actions: np.ndarray, view: DecisionView) -> Decoded:
-        k = view.num_envs
+    def decode_batch(self, actions: np.ndarray, obs: Observation) -> Decoded:
+        k = obs.num_envs
         cut = self._cuts(actions.reshape(k, -1) + 1)
         if self._greedy is not None:
-            return self._greedy.allocate(cut, np.zeros((k, self.n)), view)
+            return self._greedy.allocate(cut, np.zeros((k, self.n)), obs)
+        cut, moved = self.fit_cuts(cut, obs)
         owner = np.empty((k, self.m), dtype=np.int64)
         power = np.empty((k, self.m))
         for i in range(k):
-            alloc = self._solve(self.model, view.states(i), cut[i], refine=self.refine)
+            alloc = self._solver.solve(obs[i], cut[i])[0]
             owner[i], power[i] = alloc.owner, alloc.power_w
-        return Decoded(cut, owner, power, self._zeros(k), self._zeros(k), True)
+        return Decoded(cut, owner, power, self._zeros(k) if moved is None else moved, self._zeros(k), True)
 
-    def encode(self, alloc: Allocation, state: RoundState) -> np.ndarray:
+    def encode(self, alloc: Allocation, obs: Observation) -> np.ndarray:
         if self.cut_dims == 1:
             return np.int64(alloc.cut[0] - 1)
         return (alloc.cut - 1).astype(np.int64)
 
-    def action_masks(self, view: DecisionView) -> np.ndarray:
-        return self.cut_mask(view).reshape(view.num_envs, -1)
+    def action_masks(self, obs: Observation) -> np.ndarray:
+        return self.cut_mask(obs).reshape(obs.num_envs, -1)
 
 
 class DictCodec(Codec):
@@ -531,9 +490,9 @@ class DictCodec(Codec):
     def one(self, action: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return {key: value[None] for key, value in action.items()}
 
-    def decode_batch(self, actions: dict[str, np.ndarray], view: DecisionView) -> Decoded:
-        k, n, m = view.num_envs, self.n, self.m
-        cut = self._cuts(actions["cut"])
+    def decode_batch(self, actions: dict[str, np.ndarray], obs: Observation) -> Decoded:
+        k, n, m = obs.num_envs, self.n, self.m
+        cut, moved = self.fit_cuts(self._cuts(actions["cut"]), obs)
         owner = actions["owner"].copy()
         frac = actions["power_fraction"].copy()
         rows = np.arange(k)[:, None]
@@ -541,10 +500,11 @@ class DictCodec(Codec):
         bins = np.where(used, owner + rows * n, k * n).ravel()
         counts = np.bincount(bins, minlength=k * n + 1)[: k * n].reshape(k, n)
         served = counts > 0
-        repairs = self._zeros(k)
+        repairs = self._zeros(k) if moved is None else moved
         for i in np.flatnonzero(~served.all(axis=1)):
             before = owner[i].copy()
-            owner[i], repairs[i] = repair_owner(owner[i], view.gains[i])
+            owner[i], fixed = repair_owner(owner[i], obs.gains[i])
+            repairs[i] += fixed
             changed = owner[i] != before
             frac[i, changed] = 0.0  # a repaired subchannel carries no power of its old owner
         used = owner >= 0
@@ -557,12 +517,12 @@ class DictCodec(Codec):
         scale = np.where(total > 1.0, 1.0 / np.where(total > 0, total, 1.0), 1.0)
         own = np.maximum(owner, 0)
         frac = np.where(idle[rows, own] & used, 1.0 / np.maximum(counts[rows, own], 1), frac * scale[rows, own])
-        power = np.where(used, frac * view.power_budget_w[rows, own], 0.0)
+        power = np.where(used, frac * obs.power_budget_w[rows, own], 0.0)
         return Decoded(cut, owner, power, repairs, (idle & served).sum(axis=1).astype(np.int64))
 
-    def encode(self, alloc: Allocation, state: RoundState) -> dict[str, np.ndarray]:
+    def encode(self, alloc: Allocation, obs: Observation) -> dict[str, np.ndarray]:
         used = alloc.owner >= 0
-        budget = state.power_budget_w[np.maximum(alloc.owner, 0)]
+        budget = obs.power_budget_w[np.maximum(alloc.owner, 0)]
         frac = np.where(used, alloc.power_w / budget, 0.0)
         cut = alloc.cut[:1] if self.cut_dims == 1 else alloc.cut
         return {"cut": cut.astype(np.int64), "owner": alloc.owner.astype(np.int64),
@@ -570,12 +530,26 @@ class DictCodec(Codec):
 
 
 
-CODECS: dict[str, type[Codec]] = {c.name: c for c in (DictCodec, BoxCodec, MultiDiscreteCodec, AssistedCodec)}
+CODECS: dict[str, type[Codec]] = {}
+
+
+def register_codec(cls: type[Codec], replace: bool = False) -> type[Codec]:
+    """Make ``cls`` available as the env's ``action.type: <cls.name>`` (idempotent for the same class)."""
+    if not cls.name:
+        raise ValueError(f"{cls.__name__}: a codec needs a non-empty name")
+    old = CODECS.get(cls.name)
+    if old is not None and old is not cls and not replace:
+        raise ValueError(f"codec {cls.name!r} is already registered; pass replace=True to override")
+    CODECS[cls.name] = cls
+    return cls
+
+
+for _codec in (DictCodec, BoxCodec, MultiDiscreteCodec, AssistedCodec):
+    register_codec(_codec)
 
 
 def make_codec(action_type: str, model: LatencyModel, options: dict | None = None, backend: str = "auto") -> Codec:
-    """The codec named ``action_type`` (``dict``, ``box``, ``multidiscrete``, ``assisted``);
-    ``backend`` as in ``backend.load_kernels``."""
+    """The codec registered as ``action_type``; ``backend`` as in ``psl_env.backend.load_kernels``."""
     if action_type not in CODECS:
         raise ValueError(f"action_type: {action_type!r} is not allowed; allowed: {sorted(CODECS)}")
     options = dict(options or {})
@@ -584,6 +558,5 @@ def make_codec(action_type: str, model: LatencyModel, options: dict | None = Non
     return CODECS[action_type](model, backend=backend, **options)
 
 
-__all__ = ["CODECS", "AssistedCodec", "BoxCodec", "Codec", "DecisionView", "Decoded", "DictCodec",
-           "InvalidAction", "MultiDiscreteCodec", "PriorityCodec", "make_codec"]
-
+__all__ = ["CODECS", "AssistedCodec", "BoxCodec", "Codec", "Decoded", "DictCodec", "InvalidAction",
+           "MultiDiscreteCodec", "PriorityCodec", "make_codec", "register_codec"]

@@ -11,9 +11,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from .backend import BACKENDS
+from ..backend import BACKENDS
 
-ACTION_TYPES = ("dict", "box", "multidiscrete", "assisted")
 REWARDS = ("relative", "log-relative")
 
 DEFAULT_CONFIG: dict[str, Any] = {
@@ -21,10 +20,10 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "scenario": "epsl-resnet18",
     # scenario overrides: {"dotted.key": value} or ["dotted.key=value", ...]
     "overrides": None,
-    # action codec: dict | box | multidiscrete | assisted
+    # action codec: a registered codec name (dict | box | multidiscrete | assisted, see codecs.CODECS)
     "action_type": "box",
-    # codec options: box/multidiscrete {"priority_range": 2.0}, multidiscrete {"levels": 5},
-    # assisted {"refine": True}
+    # codec options: box/multidiscrete {"priority_range": 2.0, "assignment": "greedy"},
+    # multidiscrete {"levels": 5}, assisted {"refine": True, "solver": "bcd"}
     "action": {},
     # compiled hot paths: "auto" (numba when installed), "numba" (required) or "numpy" (never);
     # the same results either way
@@ -60,8 +59,10 @@ def build_config(config: dict | None = None, **kwargs: Any) -> dict[str, Any]:
             cfg[key] = copy.deepcopy(value) if key != "scenario" else value
     if cfg["scenario"] is None:
         cfg["scenario"] = DEFAULT_CONFIG["scenario"]
-    if cfg["action_type"] not in ACTION_TYPES:
-        raise EnvConfigError(f"action_type: {cfg['action_type']!r} is not allowed; allowed: {list(ACTION_TYPES)}")
+    from .codecs import CODECS  # noqa: PLC0415 - the registry may grow after import
+
+    if cfg["action_type"] not in CODECS:
+        raise EnvConfigError(f"action_type: {cfg['action_type']!r} is not allowed; allowed: {sorted(CODECS)}")
     if cfg["backend"] not in BACKENDS:
         raise EnvConfigError(f"backend: {cfg['backend']!r} is not allowed; allowed: {list(BACKENDS)}")
     if cfg["reward"] not in REWARDS:

@@ -25,7 +25,7 @@ from __future__ import annotations
 import numpy as np
 from gymnasium import spaces
 
-from ..system.channel import pathloss_gain
+from ..system.channels.gauss_markov import pathloss_gain
 from ..system.latency import LatencyModel
 from ..system.scenario import Scenario
 
@@ -62,10 +62,10 @@ class ObservationEncoder:
         d_ref = 0.5 * (min(distances) + max(distances))
         ch = scenario.channel
         ref_gain = float(pathloss_gain(np.array(d_ref), ch.pathloss_intercept_db, ch.pathloss_slope_db))
-        self.center_db = 10.0 * np.log10(ref_gain / model.noise_w)
+        self.center_db = 10.0 * np.log10(ref_gain / model.radio.noise_w)
         # obs = a * log10(g) + b
         self._a = np.float32(10.0 / GAIN_SCALE_DB)
-        self._b = np.float32(-(10.0 * np.log10(model.noise_w) + self.center_db) / GAIN_SCALE_DB)
+        self._b = np.float32(-(10.0 * np.log10(model.radio.noise_w) + self.center_db) / GAIN_SCALE_DB)
         sizes = {"gain_db": n * m, "compute": n, "power_budget": n, "prev_cut": self.cut_dims,
                  "prev_latency": 1, "progress": 1, "sync": 1}
         bounds = {"gain_db": (-GAIN_CLIP, GAIN_CLIP), "compute": (-COMPUTE_CLIP, COMPUTE_CLIP),

@@ -1,7 +1,7 @@
 """PSLEnv: one PSL round per step on the analytic latency model (``psl_env/PSL-v0``).
 
 A step decodes the action into a feasible ``Allocation`` (codec picked by ``action_type``), prices
-it on the round's true gains (SPEC 4), prices the fixed reference allocation on the same round,
+it on the round's true gains (docs/system-model.md), prices the fixed reference allocation on the same round,
 and advances the network simulator by the round's latency (with ``channel.correlation: doppler`` a
 slow round decorrelates the channel more). Cuts are remembered, so a cut change is charged as
 migration in the next round. The episode is truncated after ``scenario.rounds`` rounds; it never
@@ -19,18 +19,15 @@ import numpy as np
 from gymnasium.error import ResetNeeded
 
 from ..config_files import clip
+from ..system.latency import PER_CLIENT, PHASE_KEYS, Latency
 from ..system.scenario import Scenario, load_scenario
-from ..system.state import Allocation, RoundState
-from .codecs import Codec, DecisionView, Decoded
+from ..system.state import Allocation, Observation, RoundState
+from .codecs import Codec, Decoded
 from .config import EnvConfigError, build_config, default_config
 from .core import PSLCore
-from .pricing import PER_CLIENT, PricedRounds
-
-PHASE_KEYS = {"uplink_phase": "uplink_phase_s", "server_compute": "server_compute_s",
-              "downlink_phase": "downlink_phase_s", "sync": "sync_s", "migration": "migration_s"}
 
 
-def make_info(k: int, decoded: Decoded, priced: PricedRounds, ref_total: np.ndarray, rnd: int) -> dict[str, Any]:
+def make_info(k: int, decoded: Decoded, priced: Latency, ref_total: np.ndarray, rnd: int) -> dict[str, Any]:
     """The info dict of round k of a batch (fresh objects, plain Python scalars)."""
     total = float(priced.total[k])
     ref = float(ref_total[k])
@@ -50,13 +47,6 @@ def make_info(k: int, decoded: Decoded, priced: PricedRounds, ref_total: np.ndar
     return info
 
 
-def latency_reward(ratio: np.ndarray | float, kind: str) -> np.ndarray | float:
-    """Reward of a (capped) latency ratio T / T_ref."""
-    if kind == "relative":
-        return -ratio
-    return -np.log(ratio)
-
-
 class PSLEnv(gym.Env):
     """Parallel split learning over a wireless edge network, one training round per step.
 
@@ -69,7 +59,7 @@ class PSLEnv(gym.Env):
 
     Attributes:
         scenario: the validated ``Scenario``.
-        simulator: the ``NetworkSimulator`` (devices, channel); seeded from ``reset(seed=...)``.
+        world: the K = 1 ``World`` (devices, channel); seeded from ``reset(seed=...)``.
         latency_model: the ``LatencyModel`` that prices rounds.
         codec: the action ``Codec``.
         state: the current ``RoundState`` (what the next action decides).
@@ -95,7 +85,7 @@ class PSLEnv(gym.Env):
         self.core = PSLCore(self.scenario, 1, cfg["action_type"], cfg["action"], cfg["reward"],
                             cfg["max_latency_ratio"], cfg["backend"])
         self.codec: Codec = self.core.codec
-        self.simulator = self.core.simulator
+        self.world = self.core.world
         self.latency_model = self.core.model
         self.encoder = self.core.encoder
         self.action_space = self.codec.space
@@ -106,6 +96,7 @@ class PSLEnv(gym.Env):
         self._state: RoundState | None = None
         self._last_decoded: Decoded | None = None
         self._last_info: dict[str, Any] | None = None
+        self.last_latency: Latency | None = None  # the priced last round
         self._trace = None
         self._episode_over = False
 
@@ -132,13 +123,13 @@ class PSLEnv(gym.Env):
         if not self._started:
             return None
         if self._state is None:
-            self._state = self.core.state(0, observed=False)
+            self._state = self.core.state(0)
         return self._state
 
     # -- gymnasium API -------------------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
         super().reset(seed=seed)
-        # The environment's generator drives the simulator: reset(seed=s) draws the same devices and
+        # The environment's generator drives the world: reset(seed=s) draws the same devices and
         # channels as NetworkSimulator(scenario).reset(seed=s).
         self.core.reset_env(0, self.np_random)
         self._started = True
@@ -166,8 +157,9 @@ class PSLEnv(gym.Env):
         info = make_info(0, out.decoded, out.priced, out.reference_total, int(out.rounds[0]))
         reward = float(out.reward[0])
         self._last_decoded = out.decoded
+        self.last_latency = out.priced.rows(0)
         if traced:
-            self._write_trace(before, info, reward)
+            self._write_trace(before, out.priced.rows(0), info, reward)
         self._last_info = info
         truncated = bool(self.core.round[0] >= self._rounds)
         self._episode_over = truncated
@@ -197,11 +189,11 @@ class PSLEnv(gym.Env):
         super().close()
 
     # -- helpers for agents, adapters and callbacks ----------------------------------------------------
-    def decision_view(self) -> DecisionView:
-        """What the next decision may see (K = 1)."""
+    def observation(self) -> Observation:
+        """What the next decision may see (one round)."""
         if not self._started:
             raise RuntimeError("PSLEnv: call reset() first")
-        return self.core.view()
+        return self.core.observation()[0]
 
     def action_masks(self) -> np.ndarray:
         """Flat boolean masks of the discrete action dimensions (MaskablePPO).
@@ -211,18 +203,17 @@ class PSLEnv(gym.Env):
         """
         if not self.codec.has_action_masks:
             raise NotImplementedError(f"action_type={self.codec.name!r} has no discrete action masks")
-        return self.codec.action_masks(self.decision_view())[0]
+        if not self._started:
+            raise RuntimeError("PSLEnv: call reset() first")
+        return self.codec.action_masks(self.core.observation())[0]
 
-    def observation_of(self, state: RoundState, prev_latency_ratio: float = 0.0) -> np.ndarray:
-        """The observation of any ``RoundState`` (e.g. for a policy deciding on simulator states);
-        ``prev_latency_ratio`` is the previous round's latency over its reference latency."""
-        n = state.num_clients
-        has_prev = state.prev_cut is not None
-        prev = np.asarray(state.prev_cut if has_prev else np.zeros(n), dtype=np.int64)
-        return self.encoder.encode(state.observed_gains[None], state.client_flops[None],
-                                   state.power_budget_w[None], prev[None], np.array([has_prev]),
-                                   np.array([float(prev_latency_ratio)]), np.array([state.round]),
-                                   np.array([bool(state.sync)]))[0]
+    def observation_of(self, obs: Observation, prev_latency_ratio: float = 0.0) -> np.ndarray:
+        """The observation vector of any one-round ``Observation`` (e.g. for a policy deciding on
+        simulator rounds); ``prev_latency_ratio`` is the previous round's latency over its reference
+        latency."""
+        b = obs.stacked()
+        return self.encoder.encode(b.gains, b.client_flops, b.power_budget_w, b.prev_cut, b.has_prev,
+                                   np.array([float(prev_latency_ratio)]), b.round, b.sync)[0]
 
     @staticmethod
     def _check_trace_path(path: Any) -> None:
@@ -237,18 +228,17 @@ class PSLEnv(gym.Env):
         if not target.parent.is_dir():
             raise EnvConfigError(f"trace_path: folder {clip(str(target.parent))!r} does not exist")
 
-    def _write_trace(self, state: RoundState, info: dict, reward: float) -> None:
+    def _write_trace(self, state: RoundState, latency: Latency, info: dict, reward: float) -> None:
         from ..system.trace import RoundTraceWriter, trace_record  # noqa: PLC0415 - only when tracing
 
         if self._trace is None:
             self._trace = RoundTraceWriter(self.config["trace_path"])
         alloc = self.last_allocation
-        latency = self.latency_model.evaluate(state, alloc)
         extra = {"reward": reward, "reference_latency_s": info["reference_latency_s"],
                  "repairs": info["repairs"], "power_repairs": info["power_repairs"],
                  "action_type": self.codec.name}
         self._trace.write(trace_record(self.latency_model, state, alloc, latency, self.config["trace_method"], extra))
 
 
-__all__ = ["PSLEnv", "PHASE_KEYS", "latency_reward", "make_info"]
+__all__ = ["PSLEnv", "make_info"]
 

@@ -134,7 +134,7 @@ class PSLTrainEnv(PSLEnv):
         self.loss = res.loss
         if res.evaluated:
             self.accuracy, self.test_loss = res.accuracy, res.test_loss
-        dt = step_time_s(_Phases(info), self.iterations)
+        dt = step_time_s(self.last_latency, self.iterations)
         self.sim_time_s += dt
         info.update(self._train_info(), evaluated=res.evaluated, step_time_s=dt)
         terminated = bool(self.accuracy >= self.target_accuracy)
@@ -149,9 +149,9 @@ class PSLTrainEnv(PSLEnv):
                        f"{self.loss:.4f}, simulated time {self.sim_time_s:.4g} s\n")
 
     # -- helpers -------------------------------------------------------------------------------------
-    def observation_of(self, state, prev_latency_ratio: float = 0.0) -> np.ndarray:
-        """PSL-v0's observation of ``state`` followed by the current accuracy and loss features."""
-        return self._extend(super().observation_of(state, prev_latency_ratio))
+    def observation_of(self, obs, prev_latency_ratio: float = 0.0) -> np.ndarray:
+        """PSL-v0's observation of ``obs`` followed by the current accuracy and loss features."""
+        return self._extend(super().observation_of(obs, prev_latency_ratio))
 
     def train_features(self) -> np.ndarray:
         """[accuracy, normalized loss], float32, as appended to the observation."""
@@ -165,16 +165,6 @@ class PSLTrainEnv(PSLEnv):
     def _train_info(self) -> dict[str, Any]:
         return {"accuracy": float(self.accuracy), "loss": float(self.loss), "test_loss": float(self.test_loss),
                 "sim_time_s": float(self.sim_time_s), "train_seed": self.train_seed}
-
-
-class _Phases:
-    """The phase attributes ``step_time_s`` reads, from a PSL-v0 info dict."""
-
-    def __init__(self, info: dict[str, Any]) -> None:
-        self.total = info["latency_s"]
-        self.uplink_phase = info["uplink_phase_s"]
-        self.server_compute = info["server_compute_s"]
-        self.downlink_phase = info["downlink_phase_s"]
 
 
 __all__ = ["PSLTrainEnv", "TRAIN_SCENARIO", "TRAIN_FEATURES"]

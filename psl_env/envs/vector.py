@@ -30,11 +30,10 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from ..system.scenario import Scenario, load_scenario
+from ..system.latency import PER_CLIENT, PHASE_KEYS
 from .codecs import Codec
 from .config import EnvConfigError, build_config, default_config
 from .core import PSLCore, StepOutcome
-from .pricing import PER_CLIENT
-from .psl_env import PHASE_KEYS
 
 
 class PSLVectorEnv(VectorEnv):
@@ -171,11 +170,11 @@ class PSLVectorEnv(VectorEnv):
         """[K, sum(nvec)] boolean masks of the discrete action dimensions (see ``PSLEnv.action_masks``)."""
         if not self.codec.has_action_masks:
             raise NotImplementedError(f"action_type={self.codec.name!r} has no discrete action masks")
-        return self.codec.action_masks(self.core.view())
+        return self.codec.action_masks(self.core.observation())
 
     def states(self) -> list:
         """The current ``RoundState`` of every env (copies, true and observed gains)."""
-        return [self.core.state(i, observed=False) for i in range(self.num_envs)]
+        return [self.core.state(i) for i in range(self.num_envs)]
 
 
 def _infos(out: StepOutcome, mask: np.ndarray) -> dict[str, Any]:
@@ -187,7 +186,6 @@ def _infos(out: StepOutcome, mask: np.ndarray) -> dict[str, Any]:
     full = mask.all()
 
     def pick(arr: np.ndarray) -> np.ndarray:
-        arr = arr[:k]  # priced rows K..2K-1 are the reference's
         if full:
             return arr.copy()
         return np.where(mask.reshape((k,) + (1,) * (arr.ndim - 1)), arr, np.zeros((), dtype=arr.dtype))
@@ -217,9 +215,4 @@ def _infos(out: StepOutcome, mask: np.ndarray) -> dict[str, Any]:
     return infos
 
 
-def make_vector_env(num_envs: int = 1, **kwargs: Any) -> PSLVectorEnv:
-    """The ``vector_entry_point`` of ``psl_env/PSL-v0``."""
-    return PSLVectorEnv(num_envs=num_envs, **kwargs)
-
-
-__all__ = ["PSLVectorEnv", "make_vector_env"]
+__all__ = ["PSLVectorEnv"]

@@ -8,11 +8,14 @@ from .profile import ModelProfile, format_profile_table, load_profile, shipped_p
 __all__ = ["ModelProfile", "load_profile", "shipped_profiles", "format_profile_table", "build_model",
            "MODEL_NAMES"]
 
-# name -> (factory module, factory function, default input shape)
+# name -> (factory module, factory function, default input shape). ``resnet18`` takes the CIFAR stem
+# up to 32x32 and the ImageNet/torchvision stem (7x7 stride-2 conv + max-pool) above;
+# ``resnet18-cifar`` takes the CIFAR stem at any size (see ``resnet.py``).
 MODEL_NAMES = {
     "small-cnn": ("small_cnn", "small_cnn", (1, 8, 8)),
     "vgg16": ("vgg", "vgg16", (3, 32, 32)),
     "resnet18": ("resnet", "resnet18", (3, 32, 32)),
+    "resnet18-cifar": ("resnet", "resnet18_cifar", (3, 32, 32)),
 }
 
 

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from typing import TYPE_CHECKING
+
 from .state import Allocation
+
+if TYPE_CHECKING:
+    from .scheme import SchemeTables
 
 
 def make_allocation(cut: np.ndarray | int, owner: np.ndarray, power_w: np.ndarray, num_clients: int) -> Allocation:
@@ -19,14 +24,13 @@ def round_robin_owner(num_clients: int, num_subchannels: int) -> np.ndarray:
 
 
 def equal_power(owner: np.ndarray, power_budget_w: np.ndarray) -> np.ndarray:
-    """Each client spreads its budget P_i evenly over its subchannels; [M] W."""
-    n = power_budget_w.shape[0]
+    """Each client spreads its budget P_i evenly over its subchannels: owner [M], budgets [..., N]
+    -> powers [..., M], W."""
+    n = power_budget_w.shape[-1]
     used = owner >= 0
     counts = np.bincount(owner[used], minlength=n)
-    power = np.zeros(owner.shape[0])
     share = np.where(counts > 0, power_budget_w / np.maximum(counts, 1), 0.0)
-    power[used] = share[owner[used]]
-    return power
+    return np.where(used, share[..., np.maximum(owner, 0)], 0.0)
 
 
 def middle_cut(num_blocks: int) -> int:
@@ -39,6 +43,24 @@ def fixed_allocation(num_blocks: int, power_budget_w: np.ndarray, num_subchannel
     n = power_budget_w.shape[0]
     owner = round_robin_owner(n, num_subchannels)
     return make_allocation(middle_cut(num_blocks), owner, equal_power(owner, power_budget_w), n)
+
+
+def reference_allocation(tables: "SchemeTables", power_budget_w: np.ndarray, memory_bytes: np.ndarray,
+                         num_subchannels: int, cut: int | None = None) -> Allocation:
+    """The fixed reference of every comparison (rewards, ``fixed``): ``fixed_allocation`` at the middle
+    cut (or ``cut``), moved shallower where the clients' memory caps demand it."""
+    alloc = fixed_allocation(tables.num_blocks, power_budget_w, num_subchannels)
+    want = alloc.cut if cut is None else np.full_like(alloc.cut, cut)
+    return Allocation(tables.fit_cut(want, memory_bytes), alloc.owner, alloc.power_w)
+
+
+def fixed_allocations(num_blocks: int, power_budget_w: np.ndarray, num_subchannels: int
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``fixed_allocation`` of K rounds at once: budgets [K, N] -> (cut [K, N], owner [K, M], power [K, M])."""
+    k, n = power_budget_w.shape
+    owner = round_robin_owner(n, num_subchannels)
+    cut = np.full((k, n), middle_cut(num_blocks), dtype=np.int64)
+    return cut, np.broadcast_to(owner, (k, num_subchannels)), equal_power(owner, power_budget_w)
 
 
 def repair_owner(owner: np.ndarray, gains: np.ndarray) -> tuple[np.ndarray, int]:

@@ -12,12 +12,14 @@ def _loguniform(rng: np.random.Generator, lo: float, hi: float, n: int) -> np.nd
     return np.exp(rng.uniform(np.log(lo), np.log(hi), n))
 
 
-def sample_devices(scenario: Scenario, rng: np.random.Generator) -> Devices:
+def sample_devices(scenario: Scenario, rng: np.random.Generator, min_memory_bytes: float = 0.0) -> Devices:
     """The N clients of an episode.
 
     ``devices.kind: loguniform`` draws compute log-uniformly (heterogeneity spans the range ratio),
     power, distance and memory uniformly; ``classes`` lays out the named classes in order, with
-    only the speed drawn.
+    only the speed drawn. Memory caps are drawn from [max(low, min_memory_bytes), high] (the memory
+    of the model's shallowest cut), so no drawn device fits no cut; the draws are the same numbers
+    of the same generator either way.
     """
     cfg = scenario.devices
     n = scenario.num_clients
@@ -36,7 +38,7 @@ def sample_devices(scenario: Scenario, rng: np.random.Generator) -> Devices:
     return Devices(
         client_flops=_loguniform(rng, *cfg.compute_flops, n),
         power_budget_w=rng.uniform(*cfg.power_budget_w, n),
-        memory_bytes=rng.uniform(*cfg.memory_bytes, n),
+        memory_bytes=rng.uniform(max(cfg.memory_bytes[0], min_memory_bytes), cfg.memory_bytes[1], n),
         distance_m=rng.uniform(*cfg.distance_m, n),
         speed_mps=speed,
         dataset_size=np.full(n, cfg.dataset_size, dtype=np.int64),

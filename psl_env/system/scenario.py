@@ -75,11 +75,26 @@ class ServerConfig:
 
 @dataclass(frozen=True)
 class ChannelConfig:
-    kind: str = _f("gauss-markov", "channel process: `gauss-markov` (sampled) or `trace` (read from `trace_file`)",
-                   choices=("gauss-markov", "trace"))
+    kind: str = _f("gauss-markov", "channel model: `gauss-markov` (sampled), `trace` (read from `trace_file`) or "
+                                   "another registered with `psl_env.system.channels.register_channel`")
     subchannel_bw_hz: float = _f(1e6, "bandwidth W of one subchannel, Hz", "typical (SPEC 3)", low=1e3, high=1e9)
-    noise_psd_dbm_per_hz: float = _f(-174.0, "noise power spectral density N0, dBm/Hz", "3GPP-style typical",
-                                     low=-220.0, high=-100.0)
+    noise_psd_dbm_per_hz: float = _f(-174.0, "thermal noise power spectral density N0, dBm/Hz (290 K)",
+                                     "physics", low=-220.0, high=-100.0)
+    noise_figure_server_db: float = _f(5.0, "receiver noise figure of the server (uplink), dB", "3GPP typical "
+                                                                                                "base station",
+                                       low=0.0, high=30.0)
+    noise_figure_client_db: float = _f(9.0, "receiver noise figure of a client device (downlink), dB",
+                                       "3GPP typical UE", low=0.0, high=30.0)
+    se_cap_bps_per_hz: float = _f(7.40625, "highest spectral efficiency of a subchannel, bit/s/Hz: 3GPP NR "
+                                         "256-QAM at code rate 948/1024 (8 x 948/1024); null: uncapped Shannon",
+                                "3GPP NR (TS 38.214 MCS table 2)", low=0.01, high=100.0, nullable=True)
+    snr_gap_db: float = _f(0.0, "SNR gap Gamma between the Shannon rate and the modulation and coding in use, dB "
+                                "(rate W log2(1 + SNR / Gamma))", "ours", low=0.0, high=20.0)
+    small_scale: str = _f("per-round", "fast fading over a round: `per-round` (one Rayleigh draw held for the "
+                                       "whole round, EPSL's quasi-static assumption) or `averaged` (the round's "
+                                       "rate is the ergodic rate over many fading blocks, right when rounds last "
+                                       "longer than the coherence time; decisions see large-scale gains)",
+                          "EPSL (per-round)", choices=("per-round", "averaged"))
     pathloss_intercept_db: float = _f(128.1, "path loss at 1 km, dB (PL = A + B log10(d/km))", "3GPP-style typical",
                                       low=0.0, high=300.0)
     pathloss_slope_db: float = _f(37.6, "path loss slope B, dB per decade of distance", "3GPP-style typical",
@@ -144,10 +159,20 @@ class Scenario:
     rounds: int = _f(100, "rounds per episode", low=1, high=10**8)
     downlink: str = _f("broadcast", "downlink model: `broadcast` (EPSL), `unicast` or `ignore`",
                        "EPSL (broadcast)", choices=("broadcast", "unicast", "ignore"))
-    sync_period: int = _f(0, "FedAvg of client-side models every K rounds (0 = never; `sfl` defaults to 1)",
-                          "SplitFed", low=0, high=10**8)
+    sync_period: int = _f(None, "FedAvg of client-side models every K rounds (0 = never); unset: the scheme's "
+                                "own, 1 for `sfl` and `edgesplit` (client-side models of the same blocks "
+                                "aggregated every round), 0 for `psl` and `epsl`", "SplitFed, EdgeSplit",
+                          low=0, high=10**8, nullable=True)
     migration: bool = _f(True, "charge the migration of blocks when a cut changes between rounds")
-    bits_per_element: int = _f(32, "bits per transmitted activation/gradient element", low=1, high=64)
+    bits_per_element: int = _f(32, "bits per transmitted activation/gradient element (32: fp32; 16 and 8 model "
+                                   "compressed transfers); parameters (sync, migration) keep their own width",
+                               low=1, high=64)
+    round_structure: str = _f("phases", "`phases`: every client uploads, then the server computes, then every "
+                                        "client downloads (barriers between phases; EPSL, SplitFed); `per-device`: "
+                                        "each device's own chain of compute, upload, its server part, download "
+                                        "and backward, the round ending with the slowest device (EdgeSplit's "
+                                        "makespan; our reading of the paper; needs phi = 0)",
+                              choices=("phases", "per-device"))
     devices: DevicesConfig = field(default_factory=DevicesConfig, metadata={"doc": "client devices"})
     server: ServerConfig = field(default_factory=ServerConfig, metadata={"doc": "edge server"})
     channel: ChannelConfig = field(default_factory=ChannelConfig, metadata={"doc": "wireless channel"})
@@ -160,9 +185,9 @@ class Scenario:
 
     @property
     def effective_sync_period(self) -> int:
-        """Rounds between FedAvg syncs (0 = never); ``sfl`` syncs every round unless set."""
-        if self.scheme == "sfl" and self.sync_period == 0:
-            return 1
+        """Rounds between FedAvg syncs (0 = never): ``sync_period``, or the scheme's default."""
+        if self.sync_period is None:
+            return 1 if self.scheme in ("sfl", "edgesplit") else 0
         return self.sync_period
 
     def to_dict(self) -> dict:
@@ -342,6 +367,9 @@ def _cross_checks(s: Scenario) -> None:
     if s.scheme in ("psl", "sfl", "edgesplit") and s.phi != 0.0:
         extra = " (per-device cuts require phi = 0)" if s.scheme == "edgesplit" else ""
         raise ScenarioError(f"phi: {s.phi:g} is not allowed with scheme={s.scheme!r}{extra}; allowed: 0")
+    if s.round_structure == "per-device" and s.phi != 0.0:
+        raise ScenarioError(f"round_structure: 'per-device' is not allowed with phi={s.phi:g} (the aggregated "
+                            "rows tie the clients together); allowed: phi = 0, or round_structure 'phases'")
     corr = s.channel.correlation
     if corr != "doppler" and (isinstance(corr, bool) or not isinstance(corr, (int, float)) or not 0 <= corr <= 1):
         raise ScenarioError(f"channel.correlation: {brief(corr)} is not allowed; allowed: a number in [0, 1] or "
@@ -360,6 +388,10 @@ def _cross_checks(s: Scenario) -> None:
     if s.channel.trace_file is not None and Path(s.channel.trace_file).is_dir():
         raise ScenarioError(f"channel.trace_file: {brief(s.channel.trace_file)} is a folder; allowed: a .npz or "
                             ".jsonl trace file")
+    from .channels import CHANNELS  # noqa: PLC0415 - the channel models import this module
+
+    if s.channel.kind not in CHANNELS:
+        raise ScenarioError(f"channel.kind: {brief(s.channel.kind)} is not allowed; allowed: {sorted(CHANNELS)}")
     if s.channel.kind == "trace" and not s.channel.trace_file:
         raise ScenarioError("channel.trace_file: must be set when channel.kind is 'trace'")
 

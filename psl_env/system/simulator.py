@@ -1,82 +1,71 @@
-"""The network simulator: scenario -> a sequence of RoundStates, one per PSL round."""
+"""The network simulator: one episode of a scenario, round by round (the K = 1 ``World``)."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from ..models.profile import ModelProfile, load_profile
-from .channel import make_channel
-from .devices import sample_devices
-from .latency import LatencyModel
+from .latency import Latency, LatencyModel
 from .scenario import Scenario, load_scenario
 from .state import Allocation, Devices, RoundState
-
-# The fading step that produces round 0 from the stale round -1 assumes a round of this length.
-INITIAL_INTERVAL_S = 1.0
+from .world import World
 
 
 class NetworkSimulator:
     """Devices and channel of one scenario, advanced round by round.
 
-    ``reset(seed)`` draws the episode (devices, shadowing, positions, fading); ``advance(cut,
-    latency_s)`` moves to the next round, letting the channel decorrelate by the round's duration
-    (Doppler option) and remembering the cut for migration. Deterministic under the seed.
+    ``reset(seed)`` draws the episode (devices, shadowing, positions, fading); ``step(alloc)``
+    prices the allocation on the round's true gains and moves to the next round, letting the channel
+    decorrelate by the round's duration (Doppler option) and remembering the cut for migration.
+    Deterministic under the seed; the same rounds as ``PSLEnv`` and every env of ``PSLVectorEnv``
+    seeded alike (they all step a ``World``).
+
+    Attributes:
+        scenario, profile, latency_model: the scenario, its model profile and latency model.
+        world: the K = 1 ``World``.
+        state: the current ``RoundState`` (None before ``reset``).
     """
 
-    def __init__(self, scenario: Scenario | str | dict | None = None, profile: ModelProfile | None = None) -> None:
+    def __init__(self, scenario: Scenario | str | dict | None = None, profile: ModelProfile | None = None,
+                 backend: str = "auto") -> None:
         self.scenario = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
         self.profile = profile or load_profile(self.scenario.model)
-        self.latency_model = LatencyModel(self.scenario, self.profile)
-        self.channel = make_channel(self.scenario)
+        self.latency_model = LatencyModel(self.scenario, self.profile, backend)
+        model = self.latency_model
+        self.world = World(self.scenario, 1, model.radio, model.uses_broadcast, backend, model.tables.min_memory_bytes)
         self.rng = np.random.default_rng(self.scenario.seed)
-        self.episode = -1
-        self._fixed_devices: Devices | None = None
         self.state: RoundState | None = None
+
+    @property
+    def devices(self) -> Devices | None:
+        return self.world.devices[0]
+
+    @property
+    def episode(self) -> int:
+        return int(self.world.episode[0])
 
     def reset(self, seed: int | None = None) -> RoundState:
         """Start a new episode; a given seed reseeds the simulator's generator."""
         if seed is not None:
             self.rng = np.random.default_rng(seed)
-        self.episode += 1
-        s = self.scenario
-        if s.devices.resample == "fixed":
-            if self._fixed_devices is None:
-                self._fixed_devices = sample_devices(s, np.random.default_rng(s.seed))
-            self.devices = self._fixed_devices
-        else:
-            self.devices = sample_devices(s, self.rng)
-        prev_gains = self.channel.reset(self.rng, self.devices.distance_m, self.devices.speed_mps, INITIAL_INTERVAL_S)
-        gains = self.channel.step(INITIAL_INTERVAL_S)
-        self.state = self._make_state(0, gains, prev_gains, None, 0.0)
+        self.world.reset_env(0, self.rng)
+        self.state = self.world.state(0)
         return self.state
-
-    def _make_state(self, rnd: int, gains: np.ndarray, prev_gains: np.ndarray, prev_cut: np.ndarray | None,
-                    prev_latency_s: float) -> RoundState:
-        d = self.devices
-        flops, budget = d.client_flops, d.power_budget_w
-        override = getattr(self.channel, "device_override", None)
-        if override is not None:
-            flops = override("client_flops") if override("client_flops") is not None else flops
-            budget = override("client_power_budget_w") if override("client_power_budget_w") is not None else budget
-        observed = gains if self.scenario.csi == "perfect" else prev_gains
-        period = self.scenario.effective_sync_period
-        sync = period > 0 and (rnd + 1) % period == 0
-        distance = self.channel.distance_m
-        return RoundState(rnd, self.episode, flops, budget, d.memory_bytes, gains, observed,
-                          prev_cut, prev_latency_s, sync, d.distance_m if distance is None else distance)
 
     def advance(self, cut: np.ndarray, latency_s: float) -> RoundState:
         """The next round, after a round that used ``cut`` and lasted ``latency_s`` seconds."""
         if self.state is None:
             raise RuntimeError("call reset() before advance()")
-        prev_gains = self.state.gains
-        gains = self.channel.step(float(latency_s))
-        self.state = self._make_state(self.state.round + 1, gains, prev_gains, np.array(cut, dtype=np.int64),
-                                      float(latency_s))
+        self.world.advance(np.asarray(cut, dtype=np.int64)[None], np.array([float(latency_s)]))
+        self.state = self.world.state(0)
         return self.state
 
-    def step(self, alloc: Allocation):
+    def step(self, alloc: Allocation) -> tuple[Latency, RoundState]:
         """Price ``alloc`` on the current round's true gains, then advance; returns (latency, next state)."""
+        if self.state is None:
+            raise RuntimeError("call reset() before step()")
         lat = self.latency_model.evaluate(self.state, alloc)
-        nxt = self.advance(alloc.cut, lat.total)
-        return lat, nxt
+        return lat, self.advance(alloc.cut, lat.total)
+
+
+__all__ = ["NetworkSimulator"]

@@ -1,4 +1,4 @@
-"""The real split-training engine (SPEC 5), its datasets and client partitions (needs torch)."""
+"""The real split-training engine (docs/training.md), its datasets and client partitions (needs torch)."""
 
 from .datasets import DATASETS, Dataset, load_dataset
 from .engine import EvalResult, RoundResult, SplitTrainingEngine, resolve_model

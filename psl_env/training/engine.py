@@ -1,4 +1,4 @@
-"""The real split-training engine (SPEC 5): a torch model trained round by round with the real split.
+"""The real split-training engine (docs/training.md): a torch model trained round by round with the real split.
 
 Layout. The model has L blocks. Client i holds its own copy of blocks 1..j_i (``j_i`` its cut); the
 edge server holds ONE copy of every block k > min_i j_i, shared by all clients whose cut is below
@@ -16,7 +16,8 @@ One round (``step``), ``training.local_iterations`` times:
    detached at the cut and marked ``requires_grad`` (the upload);
 2. the server runs the concatenation, computes the loss and the gradient of the logits;
 3. EPSL (``scheme: epsl``, phi > 0): last-layer gradient aggregation on m = round(phi * b) rows per
-   client (the first m rows of each client's random batch), see below;
+   client (``scheme.aggregated_rows``, the latency model's rule; the first m rows of each client's
+   random batch), see below;
 4. server backward; the cut-layer gradient of each row goes back to its client (the download);
    clients back-propagate; all optimizers step;
 5. FedAvg of the client-side blocks every ``scenario.effective_sync_period`` rounds (``sfl``).
@@ -29,16 +30,19 @@ gets the gradient of its own l_i at the cut (N times the union-mean gradient of 
 SGD on the union batch with the mean loss (tested). The reported training loss is the union mean,
 measured before the update.
 
-EPSL aggregated rows (a reconstruction: EPSL's text leaves the mechanics open; this follows SPEC 5).
+EPSL aggregated rows (a reconstruction: EPSL's text leaves the mechanics open; docs/training.md).
 For each aggregated sample index k < m the server averages the N clients' cut activations,
 a_bar_k = mean_i a_{i,k}, and their last-layer gradients (softmax - onehot), g_bar_k = mean_i g_{i,k};
 it back-propagates g_bar_k through the server model at a_bar_k (with weight N, the number of rows it
 stands for, so the server gradient keeps its scale) and broadcasts the resulting cut-layer gradient:
-every client receives the same gradient for its row k. The other b - m rows per client are plain
-PSL. The server thus back-propagates m + N(b - m) = (phi + N(1 - phi)) b rows, as in the latency
-model. (autograd still traverses the N*m per-client aggregated rows, whose output gradient is zero,
-in the same batched pass; they contribute nothing to the parameters of models without BatchNorm;
-with BatchNorm they, and a_bar, enter the batch statistics.) With m = 0 (phi = 0) the code path is
+every client receives the same gradient for its row k (broadcast once with ``downlink:
+broadcast``, else sent to each client on its own subchannels). The other b - m rows per client are
+plain PSL. The server thus runs N*b + m rows forward (the m averaged activations once more) and
+back-propagates the m + N(b - m) rows with a nonzero output gradient, as the latency model charges.
+A real implementation skips the N*m per-client aggregated rows, whose output gradient is zeroed;
+autograd here still traverses them in the same batched pass (they contribute nothing to the
+parameters of models without BatchNorm; with BatchNorm they, and a_bar, enter the batch
+statistics), so the wall time, not the counts, includes them. With m = 0 (phi = 0) the code path is
 exactly plain PSL.
 
 Cut changes (``set_cut``, called by ``step(cut)``). Blocks that move to the server are averaged over
@@ -50,9 +54,15 @@ the same rule: averaged with the same weights when blocks merge (Adam's step cou
 copied when blocks are copied. FedAvg averages optimizer state the same way; this makes ``sfl`` with
 sync every round equal to centralized momentum SGD too.
 
-Measurements. Activation and gradient sizes are measured on the real tensors: elements per sample
-times ``scenario.bits_per_element`` (the profile's convention). Parameter bits (sync, migration) are
-the moved parameters' numel times 32 (fp32); BatchNorm buffers are averaged too but not counted.
+Measurements (``RoundResult``, per iteration, in the units of the latency model's per-cut tables,
+``system/scheme.py``). Bits crossing the air are the element counts of the real tensors sent (each
+client's uploaded activation, its own cut-layer gradient rows, EPSL's broadcast rows) times
+``scenario.bits_per_element``; the tensors themselves stay fp32 (the width is what a transfer at
+that precision would carry). Server rows are counted where the server pass puts them: rows entering
+at each cut and run forward to the output, and rows back-propagated with a nonzero output gradient;
+times the profile's per-sample FLOPs they give the latency model's server FLOPs. Parameter bits
+(sync, migration, once per step) are the moved parameters' numel times their width (32, fp32);
+BatchNorm buffers are averaged too but not counted.
 
 Reproducibility. Model initialisation, partition, batch sampling, augmentation offsets and the
 model's own randomness (e.g. dropout; these two from a private copy of torch's global generator)
@@ -80,6 +90,7 @@ from torch.nn import functional as F
 from ..models import MODEL_NAMES, build_model
 from ..models.profile import ModelProfile, load_profile
 from ..system.scenario import Scenario, load_scenario
+from ..system.scheme import aggregated_rows
 from .datasets import Dataset, load_dataset
 from .partition import make_partition
 
@@ -133,7 +144,9 @@ class EvalResult:
 
 @dataclass
 class RoundResult:
-    """What one ``step`` did. Bits are totals over the step's ``local_iterations`` iterations.
+    """What one ``step`` did. Bits and rows are per iteration, as the latency model charges a round
+    (a step of ``training.local_iterations`` = k iterations moves k times as much); sync and
+    migration bits are per step.
 
     Attributes:
         round: rounds completed (1 after the first step).
@@ -146,11 +159,20 @@ class RoundResult:
         target_reached: latest accuracy >= ``training.target_accuracy``.
         act_bits_per_sample: [N] measured bits of one sample's activation at each client's cut (psi).
         grad_bits_per_sample: [N] measured bits of one sample's cut-layer gradient (chi).
-        uplink_bits: [N] activation bits each client uploaded.
-        downlink_unicast_bits: [N] gradient bits sent to each client alone.
-        downlink_broadcast_bits: gradient bits broadcast to all clients (EPSL aggregated rows).
-        aggregated_rows: m, EPSL aggregated rows per client per iteration.
-        server_backward_rows: rows the server back-propagated per iteration, m + N(b - m).
+        uplink_bits: [N] activation bits each client uploaded (b psi_{j_i}).
+        downlink_unicast_bits: [N] gradient bits sent to each client alone ((b - m) chi_{j_i} with a
+            broadcast downlink, else b chi_{j_i}; also under ``downlink: ignore``, which only drops
+            them from the latency).
+        downlink_broadcast_bits: gradient bits broadcast once to all clients (m chi_j, EPSL with
+            ``downlink: broadcast``; 0 otherwise).
+        aggregated_rows: m, EPSL aggregated rows per client.
+        server_forward_rows: rows the server ran forward, N*b + m.
+        server_backward_rows: rows the server back-propagated with a nonzero output gradient,
+            m + N(b - m) (autograd also traverses the N*m zeroed rows; see the module docstring).
+        server_forward_rows_by_cut: [L + 1] rows entering the server at cut j and run forward
+            through blocks j+1..L; dotted with rho_L - rho_j (FLOPs per sample) they give the
+            server's forward FLOPs.
+        server_backward_rows_by_cut: [L + 1] the same for the backward pass (varpi_L - varpi_j).
         synced: whether the step ended with FedAvg of the client-side models.
         sync_bits: [N] client-side parameter bits exchanged per direction by the sync (0 otherwise).
         migration_bits: [N] parameter bits of the blocks that moved because of a cut change.
@@ -170,7 +192,10 @@ class RoundResult:
     downlink_unicast_bits: np.ndarray
     downlink_broadcast_bits: float
     aggregated_rows: int
+    server_forward_rows: int
     server_backward_rows: int
+    server_forward_rows_by_cut: np.ndarray
+    server_backward_rows_by_cut: np.ndarray
     synced: bool
     sync_bits: np.ndarray
     migration_bits: np.ndarray
@@ -285,6 +310,8 @@ class SplitTrainingEngine:
         data: the dataset; ``partitions``: each client's train indices; ``profile``: the scenario's
             ``ModelProfile`` if one is available (for cross-checks), else None.
         last_indices: [N*b] train indices of the last iteration's batches (client 0's first).
+        aggregated_rows: m = round(phi b) for ``epsl`` (``scheme.aggregated_rows``), else 0.
+        broadcast_downlink: whether the m rows' gradient is broadcast once (``downlink: broadcast``).
     """
 
     def __init__(self, scenario: Scenario | str | dict, initial_cut: int | np.ndarray | None = None,
@@ -301,7 +328,9 @@ class SplitTrainingEngine:
         self.num_clients = n = s.num_clients
         self.batch_size = b = s.batch_size
         self.per_device_cuts = s.per_device_cuts
-        self.aggregated_rows = int(round(s.phi * b)) if s.scheme == "epsl" else 0
+        self.aggregated_rows = m = aggregated_rows(s.phi, b) if s.scheme == "epsl" else 0
+        # EPSL broadcasts the aggregated rows' gradient once to every client (the tables' rule too)
+        self.broadcast_downlink = s.downlink == "broadcast" and m > 0
         self.sync_period = s.effective_sync_period
         self.bits_per_element = int(s.bits_per_element)
         self.augment_shift = int(tc.augment_shift)
@@ -373,20 +402,23 @@ class SplitTrainingEngine:
             sync_bits = np.array([_param_bits(self._client[i].values()) for i in range(n)], dtype=np.float64)
         ev = self.evaluate() if self.round % tc.eval_every == 0 else None
 
-        iters = tc.local_iterations
-        m, b = self.aggregated_rows, self.batch_size
-        psi = self._act_elems * float(self.bits_per_element)
-        chi = self._grad_elems * float(self.bits_per_element)
+        m = self.aggregated_rows
+        width = float(self.bits_per_element)
+        psi = self._act_elems * width
+        chi = self._grad_elems * width
+        fwd_rows, bwd_rows = self._fwd_rows.copy(), self._bwd_rows.copy()
         last = self._last_eval
         acc = last.accuracy if last is not None else math.nan
         return RoundResult(
             round=self.round, cut=self._cuts.copy(), loss=float(np.mean(losses)), accuracy=acc,
             test_loss=last.loss if last is not None else math.nan, evaluated=ev is not None,
             target_reached=bool(acc >= tc.target_accuracy), act_bits_per_sample=psi,
-            grad_bits_per_sample=chi, uplink_bits=iters * b * psi,
-            downlink_unicast_bits=iters * (b - m) * chi, downlink_broadcast_bits=float(iters * m * chi[0]),
-            aggregated_rows=m, server_backward_rows=m + n * (b - m), synced=synced, sync_bits=sync_bits,
-            migration_bits=migration, wall_time_s=time.perf_counter() - t0, eval=ev)
+            grad_bits_per_sample=chi, uplink_bits=self._up_elems * width,
+            downlink_unicast_bits=self._unicast_elems * width,
+            downlink_broadcast_bits=float(self._broadcast_elems * width), aggregated_rows=m,
+            server_forward_rows=int(fwd_rows.sum()), server_backward_rows=int(bwd_rows.sum()),
+            server_forward_rows_by_cut=fwd_rows, server_backward_rows_by_cut=bwd_rows, synced=synced,
+            sync_bits=sync_bits, migration_bits=migration, wall_time_s=time.perf_counter() - t0, eval=ev)
 
     def set_cut(self, cut: int | np.ndarray) -> np.ndarray:
         """Move blocks to reach ``cut`` (see the module docstring); returns [N] migrated parameter bits."""
@@ -660,9 +692,14 @@ class SplitTrainingEngine:
         self._server_seq = [[self._server[k] for k in range(c, e)] for c, e in zip(cuts, bounds)]
         order = [i for g in self._groups for i in g]
         self._order = None if order == list(range(n)) else torch.tensor(order)
-        # per-sample elements at each client's cut, measured on the real tensors every iteration
-        self._act_elems = np.zeros(n)
+        # what an iteration sends and computes, measured on the real tensors every iteration
+        self._act_elems = np.zeros(n)  # per sample at each client's cut
         self._grad_elems = np.zeros(n)
+        self._up_elems = np.zeros(n)  # per client and iteration
+        self._unicast_elems = np.zeros(n)
+        self._broadcast_elems = 0
+        self._fwd_rows = np.zeros(L + 1, dtype=np.int64)  # by the cut where rows enter the server
+        self._bwd_rows = np.zeros(L + 1, dtype=np.int64)
 
     def _iteration(self) -> float:
         """One PSL iteration (forward, EPSL aggregation, backward, optimizer step); returns the loss."""
@@ -680,21 +717,7 @@ class SplitTrainingEngine:
                 h = blk(h)
             acts.append(h)
 
-        leaves = []
-        z = None
-        abar = None
-        for g, members in enumerate(self._groups):
-            with torch.no_grad():
-                leaf = torch.cat([acts[i] for i in members]) if len(members) > 1 else acts[members[0]].detach()
-            leaf.requires_grad_(True)
-            leaves.append(leaf)
-            h = leaf if z is None else torch.cat([z, leaf])
-            if m and g == 0:  # EPSL rows (common cut only: per-device cuts have phi = 0)
-                abar = leaf.detach().view(n, b, *leaf.shape[1:])[:, :m].mean(0).requires_grad_(True)
-                h = torch.cat([h, abar])
-            for blk in self._server_seq[g]:
-                h = blk(h)
-            z = h
+        z, leaves, abar = self._server_forward(acts)
         if self._order is not None:
             y = y.view(n, b).index_select(0, self._order).reshape(-1)
 
@@ -709,9 +732,11 @@ class SplitTrainingEngine:
                 gbar = dv[:, :m].mean(0)
                 dv[:, :m] = 0.0
                 grad_z = torch.cat([d.mul_(1.0 / (n * b)), gbar.mul_(n / (n * b))])
+                # the zeroed rows need no backward; the averaged ones (counted forward) do
+                self._bwd_rows[self._group_cuts[0]] -= math.prod(dv[:, :m].shape[:2])
             else:
                 grad_z = d.mul_(1.0 / (n * b))
-        z.backward(grad_z)
+        self._server_backward(z, grad_z)
 
         outs, grads = [], []
         with torch.no_grad():
@@ -719,10 +744,15 @@ class SplitTrainingEngine:
                 gl = leaves[g].grad.mul_(n)  # union-mean gradient -> each client's own mean loss
                 if m and g == 0:
                     gl.view(n, b, *gl.shape[1:])[:, :m] = abar.grad
+                    if self.broadcast_downlink:
+                        self._broadcast_elems = abar.grad.numel()  # sent once to every client
                 for r, i in enumerate(members):
                     grad_i = gl[r * b:(r + 1) * b]
                     self._act_elems[i] = acts[i].numel() // b  # measured on the uploaded tensor
                     self._grad_elems[i] = grad_i.numel() // b  # and on the cut gradient sent back
+                    self._up_elems[i] = acts[i].numel()
+                    own = grad_i[m:] if self.broadcast_downlink and g == 0 else grad_i
+                    self._unicast_elems[i] = own.numel()
                     if acts[i].requires_grad:
                         outs.append(acts[i])
                         grads.append(grad_i)
@@ -733,3 +763,38 @@ class SplitTrainingEngine:
         self._identical = self._identical and self.num_clients == 1
         self._eval_fresh = False
         return float(loss)
+
+    def _server_forward(self, acts: list[torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor],
+                                                                  torch.Tensor | None]:
+        """The server's forward pass of one iteration on the clients' activations ``acts``.
+
+        Returns the logits (N*b rows, then EPSL's m averaged rows), the per-group leaves that
+        collect the cut-layer gradients, and the averaged activations a_bar (None without EPSL).
+        Counts the rows entering at each cut (forward and, until the loss zeroes some, backward).
+        """
+        n, b, m = self.num_clients, self.batch_size, self.aggregated_rows
+        self._fwd_rows[:] = 0
+        self._broadcast_elems = 0
+        leaves = []
+        z = None
+        abar = None
+        for g, members in enumerate(self._groups):
+            with torch.no_grad():
+                leaf = torch.cat([acts[i] for i in members]) if len(members) > 1 else acts[members[0]].detach()
+            leaf.requires_grad_(True)
+            leaves.append(leaf)
+            h = leaf if z is None else torch.cat([z, leaf])
+            self._fwd_rows[self._group_cuts[g]] += leaf.shape[0]
+            if m and g == 0:  # EPSL rows (common cut only: per-device cuts have phi = 0)
+                abar = leaf.detach().view(n, b, *leaf.shape[1:])[:, :m].mean(0).requires_grad_(True)
+                h = torch.cat([h, abar])
+                self._fwd_rows[self._group_cuts[g]] += abar.shape[0]
+            for blk in self._server_seq[g]:
+                h = blk(h)
+            z = h
+        self._bwd_rows[:] = self._fwd_rows
+        return z, leaves, abar
+
+    def _server_backward(self, z: torch.Tensor, grad_z: torch.Tensor) -> None:
+        """The server's backward pass from the logits' gradient ``grad_z`` to the parameters and leaves."""
+        z.backward(grad_z)

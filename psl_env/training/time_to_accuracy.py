@@ -1,10 +1,11 @@
-"""Time-to-accuracy (SPEC 5): simulated seconds and rounds until the held-out accuracy reaches a target.
+"""Time-to-accuracy (docs/training.md): simulated seconds and rounds until the held-out accuracy reaches a target.
 
-The devices and the channel are simulated, so the time is the sum of the rounds' SPEC 4 latencies,
-not wall-clock time. A step that runs ``training.local_iterations`` iterations at one allocation
-lasts ``step_time_s``: the round's latency (with its sync and migration, paid once) plus the
-per-iteration phases (uplink, server compute, downlink) for every further iteration, on the same
-gains (block fading: one scheduling decision per step, the channel held for its duration).
+The devices and the channel are simulated, so the time is the sum of the rounds' latencies
+(docs/system-model.md), not wall-clock time. A step that runs ``training.local_iterations``
+iterations at one allocation lasts ``step_time_s``: the round's latency (with its sync and
+migration, paid once) plus the per-iteration phases (uplink, server compute, downlink) for every
+further iteration, on the same gains (block fading: one scheduling decision per step, the channel
+held for its duration).
 
 The target counts as reached at the first evaluation (every ``training.eval_every`` rounds) whose
 accuracy is >= the target; the time to it includes that round.
@@ -27,7 +28,7 @@ class _Phases(Protocol):
 def step_time_s(latency: _Phases, iterations: int = 1) -> float:
     """Simulated duration of a step of ``iterations`` local iterations priced by ``latency``.
 
-    ``latency`` is a ``Latency`` (or one round of ``PricedRounds``): ``total`` + (iterations - 1) x
+    ``latency`` is a one-round ``Latency``: ``total`` + (iterations - 1) x
     (uplink_phase + server_compute + downlink_phase).
     """
     total = float(latency.total)

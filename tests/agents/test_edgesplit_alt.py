@@ -10,6 +10,7 @@ from hypothesis.extra.numpy import arrays
 
 from agents.edgesplit_alt import EdgeSplitAltOptimizer, round_shares
 from agents.references import FixedDecisionMaker
+from psl_env.system.scenario import load_scenario
 from psl_env.system.simulator import NetworkSimulator
 from psl_env.system.state import check_allocation
 
@@ -30,27 +31,31 @@ def test_feasible(data):
     model = data.draw(models(max_n=4, max_m=8))
     state = data.draw(rounds(model))
     power = data.draw(st.sampled_from(["waterfill", "equal"]))
-    alloc = EdgeSplitAltOptimizer(model, power=power).decide(state)
-    check_allocation(alloc, state, model.num_blocks, model.common_cut)
+    alloc = EdgeSplitAltOptimizer(model, power=power).decide(state.observation())
+    check_allocation(alloc, state, model.tables)
     assert np.all(alloc.owner >= 0)
 
 
-def test_beats_fixed_on_edgesplit_vgg16_with_per_device_cuts():
-    sim_a, sim_f = NetworkSimulator("edgesplit-vgg16"), NetworkSimulator("edgesplit-vgg16")
+@pytest.mark.parametrize("overrides", [[], ["sync_period=0"]])
+def test_beats_fixed_on_edgesplit_vgg16_with_per_device_cuts(overrides):
+    """With EdgeSplit's weight sync every round (the default) deep client-side models are costly to
+    aggregate; without it, the fast devices take deeper cuts than the slow ones."""
+    scenario = load_scenario("edgesplit-vgg16", overrides)
+    sim_a, sim_f = NetworkSimulator(scenario), NetworkSimulator(scenario)
     model = sim_a.latency_model
     alt, fixed = EdgeSplitAltOptimizer(model), FixedDecisionMaker(model)
     lat_a, lat_f, distinct = [], [], False
     for ep in range(2):
         sa, sf = sim_a.reset(ep), sim_f.reset(ep)
         for _ in range(10):
-            alloc = alt.decide(sa.observed())
+            alloc = alt.decide(sa.observation())
             distinct |= len(set(alloc.cut.tolist())) > 1
             la, sa = sim_a.step(alloc)
-            lf, sf = sim_f.step(fixed.decide(sf.observed()))
+            lf, sf = sim_f.step(fixed.decide(sf.observation()))
             lat_a.append(la.total)
             lat_f.append(lf.total)
     assert np.mean(lat_f) / np.mean(lat_a) > 1.5
-    assert distinct  # heterogeneous devices get different depths
+    assert distinct or overrides == []  # heterogeneous devices get different depths
 
 
 def test_rejects_bad_options():

@@ -21,8 +21,8 @@ from .strategies import models, rounds
 def test_feasible_common_cut(data):
     model = data.draw(models(max_n=5, max_m=10))
     state = data.draw(rounds(model))
-    alloc = EPSLBCDOptimizer(model).decide(state)
-    check_allocation(alloc, state, model.num_blocks, common_cut=True)
+    alloc = EPSLBCDOptimizer(model).decide(state.observation())
+    check_allocation(alloc, state, model.tables)
 
 
 def test_pruning_never_changes_the_result():
@@ -31,7 +31,7 @@ def test_pruning_never_changes_the_result():
     full = EPSLBCDOptimizer(sim.latency_model, prune=False)
     pruned = EPSLBCDOptimizer(sim.latency_model)
     for _ in range(5):
-        a, b = full.decide(state.observed()), pruned.decide(state.observed())
+        a, b = full.decide(state.observation()), pruned.decide(state.observation())
         assert sim.latency_model.evaluate(state, b).total == pytest.approx(sim.latency_model.evaluate(state, a).total)
         state = sim.step(b)[1]
 
@@ -44,11 +44,11 @@ def test_small_gap_to_the_oracle_and_large_gain_over_fixed():
     for ep in range(2):
         state = sim.reset(100 + ep)
         for _ in range(20):
-            o = model.evaluate(state, oracle.decide(state.observed())).total
-            alloc = bcd.decide(state.observed())
+            o = model.evaluate(state, oracle.decide(state.observation())).total
+            alloc = bcd.decide(state.observation())
             b = model.evaluate(state, alloc).total
             gaps.append(b / o - 1)
-            gains.append(model.evaluate(state, fixed.decide(state.observed())).total / b)
+            gains.append(model.evaluate(state, fixed.decide(state.observation())).total / b)
             state = sim.step(alloc)[1]
     gaps = np.array(gaps)
     assert gaps.min() >= -1e-9

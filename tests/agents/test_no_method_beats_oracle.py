@@ -17,7 +17,7 @@ def test_no_method_beats_the_oracle_on_small_exact():
     for ep in range(3):
         state = sim.reset(200 + ep)
         for _ in range(15):
-            observed = state.observed()
+            observed = state.observation()
             best = model.evaluate(state, oracle.decide(observed)).total
             for name, dm in others.items():
                 alloc = dm.decide(observed)

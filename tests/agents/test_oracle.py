@@ -13,7 +13,7 @@ from agents.oracle import OracleDecisionMaker, count_surjections, surjective_ass
 from psl_env.system.scenario import load_scenario
 from psl_env.system.latency import LatencyModel
 from psl_env.models.profile import load_profile
-from psl_env.system.solvers import water_fill
+from psl_env.resources.waterfill import water_fill
 from psl_env.system.state import Allocation, check_allocation
 
 from .strategies import model_for, models, rounds
@@ -40,9 +40,10 @@ def brute_force(model, state):
         if len(set(owner[owner >= 0].tolist())) < n:
             continue
         mask = owner[None, :] == np.arange(n)[:, None]
-        p = (water_fill(np.where(mask, g, 0.0), state.power_budget_w, model.noise_w) * mask).sum(0)
+        p = (water_fill(np.where(mask, g, 0.0), state.power_budget_w, model.radio.wf_noise_w, model.radio.link)
+             * mask).sum(0)
         for cut in cut_vectors:
-            best = min(best, model.evaluate(state, Allocation(np.array(cut), owner, p), observed=True).total)
+            best = min(best, model.expected(state.observation(), Allocation(np.array(cut), owner, p)).total)
     return best
 
 
@@ -51,9 +52,9 @@ def brute_force(model, state):
 def test_oracle_matches_brute_force(data):
     model = data.draw(models(max_n=2, max_m=4))
     state = data.draw(rounds(model))
-    alloc = OracleDecisionMaker(model).decide(state)
-    check_allocation(alloc, state, model.num_blocks, model.common_cut)
-    assert model.evaluate(state, alloc, observed=True).total == pytest.approx(brute_force(model, state), rel=1e-9)
+    alloc = OracleDecisionMaker(model).decide(state.observation())
+    check_allocation(alloc, state, model.tables)
+    assert model.expected(state.observation(), alloc).total == pytest.approx(brute_force(model, state), rel=1e-9)
 
 
 @settings(max_examples=20, deadline=None)
@@ -61,15 +62,15 @@ def test_oracle_matches_brute_force(data):
 def test_no_power_perturbation_beats_the_oracle(data):
     model = data.draw(models(max_n=3, max_m=5))
     state = data.draw(rounds(model))
-    alloc = OracleDecisionMaker(model).decide(state)
-    best = model.evaluate(state, alloc, observed=True).total
+    alloc = OracleDecisionMaker(model).decide(state.observation())
+    best = model.expected(state.observation(), alloc).total
     rng = np.random.default_rng(data.draw(st.integers(0, 1000)))
     n = model.num_clients
     for _ in range(10):
         w = rng.exponential(size=alloc.owner.size)
         share = w / np.bincount(alloc.owner, weights=w, minlength=n)[alloc.owner]
         other = Allocation(alloc.cut, alloc.owner, share * state.power_budget_w[alloc.owner])
-        assert model.evaluate(state, other, observed=True).total >= best * (1 - 1e-9)
+        assert model.expected(state.observation(), other).total >= best * (1 - 1e-9)
 
 
 def test_oracle_refuses_large_instances_with_a_clear_message():

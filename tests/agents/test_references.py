@@ -20,7 +20,7 @@ def test_feasible(data):
     model = data.draw(models(max_n=5, max_m=10))
     state = data.draw(rounds(model))
     for dm in (FixedDecisionMaker(model), RandomDecisionMaker(model, seed=3), GreedyDecisionMaker(model)):
-        check_allocation(dm.decide(state), state, model.num_blocks, model.common_cut)
+        check_allocation(dm.decide(state.observation()), state, model.tables)
 
 
 @settings(max_examples=10, deadline=None)
@@ -28,7 +28,7 @@ def test_feasible(data):
 def test_fixed_is_the_no_optimization_allocation(data):
     model = data.draw(models())
     state = data.draw(rounds(model))
-    a = FixedDecisionMaker(model).decide(state)
+    a = FixedDecisionMaker(model).decide(state.observation())
     b = fixed_allocation(model.num_blocks, state.power_budget_w, model.num_subchannels)
     for x, y in ((a.cut, b.cut), (a.owner, b.owner), (a.power_w, b.power_w)):
         np.testing.assert_array_equal(x, y)
@@ -40,9 +40,9 @@ def test_random_is_seeded(data):
     model = data.draw(models())
     state = data.draw(rounds(model))
     dm = RandomDecisionMaker(model, seed=5)
-    first = [dm.decide(state) for _ in range(3)]
+    first = [dm.decide(state.observation()) for _ in range(3)]
     dm.reset(5)
-    again = [dm.decide(state) for _ in range(3)]
+    again = [dm.decide(state.observation()) for _ in range(3)]
     for a, b in zip(first, again):
         np.testing.assert_array_equal(a.owner, b.owner)
         np.testing.assert_array_equal(a.cut, b.cut)
@@ -55,6 +55,6 @@ def test_fixed_cut_option():
     model = model_for(2, 4, "edgesplit", 0.0, "unicast")
     g = np.full((2, 4), 1e-10)
     state = RoundState(0, 0, np.full(2, 1e10), np.full(2, 0.2), np.full(2, 4e9), g, g)
-    assert FixedDecisionMaker(model, cut=1).decide(state).cut.tolist() == [1, 1]
+    assert FixedDecisionMaker(model, cut=1).decide(state.observation()).cut.tolist() == [1, 1]
     with pytest.raises(ValueError, match="cut"):
         FixedDecisionMaker(model, cut=model.num_blocks)

@@ -48,7 +48,7 @@ def test_adapter_observes_and_decodes_like_the_env(csi, action_type):
     dm.reset(11)
     for _ in range(12):
         state = env.state
-        alloc = dm.decide(state.observed())  # what psl bench passes
+        alloc = dm.decide(state.observation())  # what psl bench passes
         np.testing.assert_allclose(policy.seen[-1], obs, rtol=1e-5, atol=1e-5)
         obs, _, _, truncated, info = env.step(policy.actions[-1])
         np.testing.assert_array_equal(alloc.cut, info["allocation"]["cut"])

@@ -220,6 +220,6 @@ def test_the_untimed_decision_changes_no_result():
         dm.reset(seed)
         state = sim.reset(seed)
         for _ in range(4):
-            latency, state = sim.step(dm.decide(state.observed()))
+            latency, state = sim.step(dm.decide(state.observation()))
             expected.append(latency.total)
     np.testing.assert_array_equal(res["per_round"]["random"]["latency_s"], expected)

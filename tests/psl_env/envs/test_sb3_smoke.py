@@ -36,8 +36,9 @@ def test_ppo(action_type):
     env = make(action_type)
     obs, _ = env.reset(seed=1)
     action, _ = model.predict(obs, deterministic=True)
-    _, reward, *_ = env.step(action)
-    assert np.isfinite(reward)
+    _, reward, _, _, info = env.step(action)
+    assert model.num_timesteps >= STEPS
+    assert reward == pytest.approx(-min(info["latency_ratio"], env.unwrapped.config["max_latency_ratio"]))
 
 
 def test_ppo_rejects_the_dict_codec():
@@ -53,6 +54,10 @@ def test_sac_box():
     model = SAC("MlpPolicy", make("box"), learning_starts=64, batch_size=32, train_freq=4, gradient_steps=1,
                 seed=0, verbose=0, tensorboard_log=None, device="cpu")
     model.learn(total_timesteps=STEPS)
+    assert model.num_timesteps == STEPS and model.replay_buffer.size() == STEPS
+    assert model._n_updates > 0  # gradient steps ran after learning_starts
+    action, _ = model.predict(model.env.reset(), deterministic=True)
+    assert model.action_space.contains(action[0])
 
 
 @pytest.mark.parametrize("action_type", ["multidiscrete", "assisted"])

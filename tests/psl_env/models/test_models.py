@@ -8,14 +8,15 @@ from torch import nn
 
 from psl_env.models import MODEL_NAMES, build_model
 from psl_env.models.base import Add, SplitModel
-from psl_env.models.resnet import BasicBlock
+from psl_env.models.resnet import BasicBlock, build_resnet18, conventional_stem
 
 # (model name, input shape, num_classes, expected number of blocks)
 CASES = [
     ("small-cnn", (1, 8, 8), 10, 5),
     ("vgg16", (3, 32, 32), 10, 16),
-    ("resnet18", (3, 32, 32), 10, 10),
-    ("resnet18", (3, 64, 64), 7, 10),
+    ("resnet18", (3, 32, 32), 10, 10),       # CIFAR stem (up to 32x32)
+    ("resnet18", (3, 64, 64), 7, 10),        # ImageNet/torchvision stem (above 32x32)
+    ("resnet18-cifar", (3, 64, 64), 7, 10),  # CIFAR stem at any size
 ]
 
 
@@ -25,8 +26,8 @@ def models() -> dict:
     return {(n, s, c): build_model(n, input_shape=s, num_classes=c).eval() for n, s, c, _ in CASES}
 
 
-def test_registry_has_the_three_models() -> None:
-    assert {"small-cnn", "vgg16", "resnet18"} <= set(MODEL_NAMES)
+def test_registry_has_the_models() -> None:
+    assert {"small-cnn", "vgg16", "resnet18", "resnet18-cifar"} <= set(MODEL_NAMES)
     with pytest.raises(ValueError, match="unknown model"):
         build_model("alexnet")
 
@@ -73,6 +74,9 @@ def test_split_backward_matches_full_backward() -> None:
 def test_known_parameter_counts() -> None:
     # CIFAR ResNet-18 has 11,173,962 parameters (10 classes), the published figure.
     assert sum(p.numel() for p in build_model("resnet18").parameters()) == 11_173_962
+    # torchvision's resnet18 (ImageNet stem, 1000 classes) has 11,689,512.
+    standard = build_model("resnet18", input_shape=(3, 224, 224), num_classes=1000)
+    assert sum(p.numel() for p in standard.parameters()) == 11_689_512
     vgg = build_model("vgg16")
     convs = [m for m in vgg.modules() if isinstance(m, nn.Conv2d)]
     assert len(convs) == 13
@@ -83,12 +87,38 @@ def test_known_parameter_counts() -> None:
 
 def test_resnet_blocks_and_shortcuts() -> None:
     model = build_model("resnet18")
-    assert model.block_names[0] == "stem" and model.block_names[-1] == "head"
+    assert model.block_names[0] == "stem-cifar" and model.block_names[-1] == "head"
     basic = [b for b in model.blocks if isinstance(b, BasicBlock)]
     assert len(basic) == 8
     projections = [b for b in basic if not isinstance(b.shortcut, nn.Identity)]
     assert len(projections) == 3  # first block of stages 2, 3 and 4
     assert all(isinstance(b.add, Add) for b in basic)
+
+
+def test_resnet_stems() -> None:
+    """ImageNet stem: 7x7/2 conv, BN, ReLU, 3x3/2 max-pool as one block; CIFAR stem: 3x3/1 conv,
+    BN, ReLU. ``resnet18`` picks the CIFAR stem up to 32x32, ``resnet18-cifar`` at every size."""
+    def stem_layers(model):
+        return [type(m) for m in model.blocks[0]]
+
+    imagenet = build_model("resnet18", input_shape=(3, 64, 64))
+    assert imagenet.block_names[0] == "stem-imagenet"
+    assert stem_layers(imagenet) == [nn.Conv2d, nn.BatchNorm2d, nn.ReLU, nn.MaxPool2d]
+    conv, pool = imagenet.blocks[0][0], imagenet.blocks[0][3]
+    assert (conv.kernel_size, conv.stride, conv.padding) == ((7, 7), (2, 2), (3, 3))
+    assert (pool.kernel_size, pool.stride, pool.padding) == (3, 2, 1)
+    for model in (build_model("resnet18", input_shape=(3, 32, 32)),
+                  build_model("resnet18-cifar", input_shape=(3, 64, 64))):
+        assert model.block_names[0] == "stem-cifar"
+        assert stem_layers(model) == [nn.Conv2d, nn.BatchNorm2d, nn.ReLU]
+        conv = model.blocks[0][0]
+        assert (conv.kernel_size, conv.stride, conv.padding) == ((3, 3), (1, 1), (1, 1))
+    assert build_model("resnet18-cifar").name == "resnet18-cifar"
+    assert [conventional_stem(s) for s in [(3, 8, 8), (1, 28, 28), (3, 32, 32), (3, 33, 33),
+                                           (3, 64, 64), (3, 224, 224), (3, 32, 64)]] == \
+        ["cifar"] * 3 + ["imagenet"] * 4
+    with pytest.raises(ValueError, match="unknown stem"):
+        build_resnet18("resnet18", "tiny", (3, 32, 32), 10)
 
 
 def test_bad_input_shapes_raise() -> None:

@@ -111,14 +111,12 @@ def test_conv_flops_match_formula_and_torch(cin, cout_per_group, groups, k, stri
 # ---------------------------------------------------------------- real models
 
 def test_sanity_figures(fresh) -> None:
-    """Textbook sizes: ResNet-18 CIFAR ~0.56 GMAC, VGG-16 CIFAR ~0.31 GMAC (2 FLOPs per MAC)."""
-    r32, v32, r64 = fresh["resnet18-32"][1], fresh["vgg16-32"][1], fresh["resnet18-64"][1]
+    """Textbook sizes: ResNet-18 CIFAR ~0.56 GMAC, VGG-16 CIFAR ~0.31 GMAC (2 FLOPs per MAC).
+    The standard ResNet-18 is checked in test_resnet_profiles.py."""
+    r32, v32 = fresh["resnet18-32"][1], fresh["vgg16-32"][1]
     assert 0.55e9 < r32.extra["fwd_flops_by_kind"]["matmul"] / 2 < 0.57e9
     assert 0.30e9 < v32.extra["fwd_flops_by_kind"]["matmul"] / 2 < 0.32e9
     assert 1.10e9 < r32.fwd_flops[-1] < 1.13e9
-    # Same network at 2x resolution: ~4x the FLOPs, same parameters except the 7-class head.
-    assert r64.fwd_flops[-1] == pytest.approx(4 * r32.fwd_flops[-1], rel=0.01)
-    assert r64.act_bits[5] == 4 * r32.act_bits[5]
 
 
 @pytest.mark.parametrize("pname", list(SHIPPED_PROFILES))
@@ -136,7 +134,7 @@ def test_backward_convention(fresh, pname) -> None:
     assert fresh[pname][1].bwd_flops[-1] == pytest.approx(2 * weighted + free, rel=1e-12)
 
 
-@pytest.mark.parametrize("pname", ["resnet18-32", "vgg16-32", "small-cnn"])
+@pytest.mark.parametrize("pname", ["resnet18-32", "resnet18-64", "vgg16-32", "small-cnn"])
 def test_bits_and_params_match_real_tensors_at_each_cut(fresh, pname) -> None:
     model, p = fresh[pname]
     x = torch.randn(2, *p.input_shape)

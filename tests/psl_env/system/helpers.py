@@ -17,12 +17,17 @@ TINY_PROFILE = ModelProfile(
 )
 
 NOISE_W = dbm_to_w(-174.0) * 1e6
+# Client 0 holds subchannels 0 and 1, client 1 holds subchannel 2, all at 1 W.
+OWNER = np.array([0, 0, 1])
+POWER = np.array([1.0, 1.0, 1.0])
 
 
 def tiny_model(**overrides) -> LatencyModel:
     cfg = {"num_clients": 2, "num_subchannels": 3, "batch_size": 2, "model": "tiny",
            "server": {"compute_flops": 1e9, "power_per_subchannel_w": 1.0},
-           "channel": {"subchannel_bw_hz": 1e6, "noise_psd_dbm_per_hz": -174.0}}
+           # an ideal receiver and uncapped Shannon rates keep the hand-checked numbers round
+           "channel": {"subchannel_bw_hz": 1e6, "noise_psd_dbm_per_hz": -174.0, "noise_figure_server_db": 0.0,
+                       "noise_figure_client_db": 0.0, "se_cap_bps_per_hz": None}}
     cfg.update(overrides)
     return LatencyModel(build_scenario(cfg), TINY_PROFILE)
 

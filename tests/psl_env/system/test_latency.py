@@ -8,12 +8,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from psl_env.system.allocation import equal_power, fixed_allocation, make_allocation, round_robin_owner
-from psl_env.system.latency import round_latency
+from psl_env.system.latency import PHASES, cut_terms, rates, round_latency
+from psl_env.system.scheme import aggregated_rows
+from tests.agents.strategies import models, rounds
 
-from .helpers import tiny_model, tiny_state
+from .helpers import OWNER, POWER, tiny_model, tiny_state
 
-OWNER = np.array([0, 0, 1])
-POWER = np.array([1.0, 1.0, 1.0])
 
 
 def alloc(cut):
@@ -26,11 +26,12 @@ def alloc(cut):
 def test_epsl_broadcast_hand_computed():
     lat = round_latency(tiny_state(), alloc(1), tiny_model(scheme="epsl", phi=0.5, downlink="broadcast"))
     assert lat.uplink_phase == pytest.approx(0.024)
-    # TsF = 2 clients x b(rho_L - rho_1)/fs = 2*2*5e6/1e9; TsB = (0.5 + 2*0.5) * 2 * 10e6 / 1e9.
-    assert lat.server_compute == pytest.approx(0.02 + 0.03)
+    # m = round(0.5 b) = 1 aggregated row per client. TsF = 2 clients x b(rho_L - rho_1)/fs = 2*2*5e6/1e9
+    # plus the averaged row's own forward pass, m (rho_L - rho_1)/fs; TsB = (m + 2 (b - m)) x 10e6 / 1e9.
+    assert lat.server_compute == pytest.approx(0.02 + 0.005 + 0.03)
     # R_bc = 3 subchannels x 2e6 = 6e6: tD_0 = 0.5*1.6e4/6e6 + 0.5*1.6e4/4e6; tB_0 = 4e6/1e8 = 0.04.
     assert lat.downlink_phase == pytest.approx(0.5 * 1.6e4 / 6e6 + 0.5 * 1.6e4 / 4e6 + 0.04)
-    assert lat.total == pytest.approx(0.024 + 0.05 + 0.04 + 8e3 / 6e6 + 2e-3)
+    assert lat.total == pytest.approx(0.024 + 0.055 + 0.04 + 8e3 / 6e6 + 2e-3)
     assert lat.sync == 0 and lat.migration == 0
 
 
@@ -99,11 +100,33 @@ def test_batched_equals_single():
     cut = np.repeat(rng.integers(1, 3, (64, 1)), 2, axis=1)
     prev = np.repeat(rng.integers(1, 3, (64, 1)), 2, axis=1)
     flops = rng.uniform(1e8, 1e9, (64, 2))
-    batch = model.latency_arrays(gains, flops, cut, owner, power, prev, True)
+    batch = model.price(gains, flops, cut, owner, power, prev, True)
     for k in range(64):
-        one = model.latency_arrays(gains[k], flops[k], cut[k], owner[k], power[k], prev[k], True)
+        one = model.price(gains[k], flops[k], cut[k], owner[k], power[k], prev[k], True)
         assert float(one.total) == pytest.approx(batch.total[k], rel=1e-12)
         np.testing.assert_allclose(one.uplink_s, batch.uplink_s[k], rtol=1e-12)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.data())
+def test_cut_terms_total_equals_the_breakdown(data):
+    """The optimizers' ``CutTerms.total`` (candidate rates) and the priced breakdown are one formula."""
+    model = data.draw(models())
+    state = data.draw(rounds(model))
+    n, m = model.num_clients, model.num_subchannels
+    rng = np.random.default_rng(data.draw(st.integers(0, 1000)))
+    cut = np.broadcast_to(rng.integers(1, model.num_blocks, size=1 if model.common_cut else n), (n,))
+    owner = np.concatenate([np.arange(n), rng.integers(0, n, m - n)])
+    power = equal_power(owner, state.power_budget_w)
+    lat = model.evaluate(state, make_allocation(cut, owner, power, n))
+    up, down = rates(model.radio, state.gains, owner, power)
+    terms = cut_terms(model.tables, cut, state.client_flops, model.broadcast_rate(state.gains), state.prev_cut,
+                      state.sync)
+    assert float(terms.total(up, down)) == lat.total
+    candidates = np.stack([up, up * 2, up / 3])  # a batch of candidate rates broadcasts against the cut
+    np.testing.assert_array_equal(terms.total(candidates, down[None]), [terms.total(c, down) for c in candidates])
+    parts = sum(lat.phases()[k] for k in PHASES)
+    assert parts == pytest.approx(lat.total, rel=1e-12)
 
 
 # -- properties -------------------------------------------------------------------------------------
@@ -151,11 +174,14 @@ def test_server_backprop_ratio(phi, cut):
     n = 2
     epsl = tiny_model(scheme="epsl", phi=phi)
     psl = tiny_model(scheme="psl", phi=0.0)
-    # server_compute - TsF isolates TsB; TsF is the same for both.
+    # server_compute - TsF isolates TsB; EPSL's TsF adds the m averaged rows' forward pass.
     a = alloc(cut)
-    tsf = 2 * 2 * (6e6 - [0, 1e6, 3e6][cut]) / 1e9
-    ratio = (round_latency(state, a, epsl).server_compute - tsf) / (round_latency(state, a, psl).server_compute - tsf)
-    assert ratio == pytest.approx((phi + n * (1 - phi)) / n)
+    b, m = 2, aggregated_rows(phi, 2)
+    per_row = (6e6 - [0, 1e6, 3e6][cut]) / 1e9
+    tsf, tsf_epsl = n * b * per_row, (n * b + m) * per_row
+    ratio = (round_latency(state, a, epsl).server_compute - tsf_epsl) / (round_latency(state, a, psl).server_compute - tsf)
+    phi_rows = m / b  # the share the engine aggregates: round(phi b) rows
+    assert ratio == pytest.approx((phi_rows + n * (1 - phi_rows)) / n)
 
 
 def test_fixed_allocation_is_equal_split():

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from psl_env.system.allocation import fixed_allocation
-from psl_env.system.channel import doppler_correlation, pathloss_gain
+from psl_env.system.channels.gauss_markov import doppler_correlation, pathloss_gain
 from psl_env.system.scenario import load_scenario
 from psl_env.system.simulator import NetworkSimulator
 from psl_env.system.trace import RoundTraceWriter, latency_from_record, read_trace, trace_record

@@ -1,100 +1,126 @@
-"""Allocation building blocks on batches of rounds: [K, ...] arrays, no Python loop over K.
+"""Greedy subchannel assignments: who gets which subchannel, before or instead of a local search.
 
-- ``water_fill_owned``: exact per-client water-filling over the subchannels each client owns
-  (the power step of every low-dimensional codec; same optimum as ``system.solvers.water_fill``).
-- ``BottleneckGreedy``: the solver's bottleneck greedy subchannel assignment, batched (the default
-  assignment of the ``box`` and ``multidiscrete`` codecs).
-- ``priority_owner`` with ``uplink_need``: a faster, coarser weighted proportional-fair
-  assignment with one guaranteed ("anchor") subchannel per client.
+Named variants of one role (each a documented, different algorithm):
+
+- ``bottleneck_greedy``: the EPSL-BCD start. Every client takes its best subchannel (most loaded
+  first); then the client with the largest modeled time (compute + transfers at its water-filled
+  rate) takes its best free subchannel, until none is left. Exact water-filling after every pick.
+- ``TabulatedGreedy``: the same pick rule without the per-pick arithmetic, batched over K rounds:
+  each client's time as a function of how many of its best subchannels it holds is tabulated once
+  (equal-power, high-SNR rates). The ``box`` / ``multidiscrete`` codecs decode priorities with it.
+- ``priority_owner``: weighted proportional fair with one anchor subchannel per client (coarser,
+  faster; the codecs' ``proportional-fair`` assignment).
+- ``proportional_start``: weighted proportional fair + repair, the BCD's second starting point.
+- ``deal_by_counts``: clients take their best free subchannels in turns up to given counts
+  (EdgeSplit's mapping of bandwidth shares to subchannels).
 
 Every function gives a round the same result alone or in a batch (bitwise).
 """
 
 from __future__ import annotations
 
+from math import inf
+from typing import TYPE_CHECKING
+
 import numpy as np
 
-from ..system.latency import LatencyModel
+from ..scratch import Scratch
+from ..system.allocation import repair_owner
+from .waterfill import rate_of_sorted, water_fill_owned
+
+if TYPE_CHECKING:
+    from ..system.latency import CutTerms, LatencyModel
+    from .context import ResourceContext
 
 
-class Scratch:
-    """Persistent work arrays, reused across calls (large fresh temporaries cost page faults)."""
-
-    def __init__(self) -> None:
-        self._arrays: dict[str, tuple[tuple[int, ...], type, np.ndarray]] = {}
-        self.fresh = False  # whether the last ``get`` allocated (its content is undefined)
-
-    def get(self, name: str, shape: tuple[int, ...], dtype: type = np.float64) -> np.ndarray:
-        entry = self._arrays.get(name)
-        # the requested shape and dtype are kept as given: comparing them is cheaper than
-        # comparing an array's dtype with a type
-        self.fresh = entry is None or entry[0] != shape or (entry[1] is not dtype and entry[1] != dtype)
-        if self.fresh:
-            entry = self._arrays[name] = (shape, dtype, np.empty(shape, dtype=dtype))
-        return entry[2]
-
-
-def water_fill_owned(owner: np.ndarray, inv_snr: np.ndarray, budget_w: np.ndarray) -> np.ndarray:
-    """Max-sum-rate power of every client over its own subchannels, for K rounds at once.
-
-    Per client: p_m = max(0, mu - a_m) over its subchannels, with the water level mu spending the
-    budget exactly. Solved by active-set iteration: start from every subchannel with a finite a,
-    set mu = (P + sum of active a) / (number active), drop the subchannels with a >= mu, repeat.
-    Dropped subchannels have a >= mu >= the final level, so none is ever re-admitted and the
-    iteration ends at the exact solution (after at most M steps; typically 1-3). Sums run over
-    subchannels in index order, so a round gives bitwise the same powers alone or in any batch.
+def bottleneck_greedy(ctx: "ResourceContext", up_off: np.ndarray, up_w: np.ndarray, dn_off: np.ndarray | None = None,
+                      dn_w: np.ndarray | None = None) -> np.ndarray:
+    """Bottleneck greedy on one round: every client first takes one subchannel (most loaded first),
+    then the client with the largest time ``up_off + up_w / R + dn_off + dn_w / RD`` takes its best
+    free subchannel, until none is left. R is water-filled on the client's subchannels; ties go to
+    the lower client index and the lower subchannel index.
 
     Args:
-        owner: [K, M] client of each subchannel, -1 for unused.
-        inv_snr: [K, M] inverse unit-power SNR a = N0 W / g of the owner on each subchannel (> 0,
-            inf allowed: never powered).
-        budget_w: [K, N] power budgets.
+        ctx: the round's ``ResourceContext`` (preference lists, inverse SNRs, budgets, rates).
+        up_off, up_w: [N] uplink time offset (s) and weight (bits) per client.
+        dn_off, dn_w: [N] the downlink counterparts (None: uplink only).
 
     Returns:
-        [K, M] powers, summing to each served client's budget (up to rounding), 0 where unused.
+        owner [M]: every subchannel assigned, every client holding at least one.
     """
-    k, m = owner.shape
-    n = budget_w.shape[1]
-    if k == 1:
-        return _water_fill_one(owner[0].tolist(), inv_snr[0].tolist(), budget_w[0].tolist(), n)
-    size = k * n + 1
-    used = owner >= 0
-    bins = owner + np.arange(0, k * n, n)[:, None]
-    if not used.all():
-        bins = np.where(used, bins, k * n)
-    bins = bins.ravel()
-    budget = np.append(budget_w.ravel(), 0.0)
-    a = inv_snr.ravel()
-    active = used.ravel() & (a < np.inf)
-    while True:
-        count = np.maximum(np.bincount(bins, active, minlength=size), 1.0)
-        total = np.bincount(bins, np.where(active, a, 0.0), minlength=size)
-        mu = ((budget + total) / count).take(bins)
-        still = active & (a < mu)
-        if np.array_equal(still, active):
-            break
-        active = still
-    return np.where(active, mu - a, 0.0).reshape(k, m)
+    n, m, bw = ctx.n, ctx.m, ctx.bw
+    up_off = [float(x) for x in np.broadcast_to(up_off, (n,))]
+    up_w = [float(x) for x in np.broadcast_to(up_w, (n,))]
+    use_dn = dn_w is not None and np.any(np.asarray(dn_w) > 0)
+    dn_off_l = [float(x) for x in np.broadcast_to(0.0 if dn_off is None else dn_off, (n,))]
+    dn_w_l = [float(x) for x in np.broadcast_to(0.0 if dn_w is None else dn_w, (n,))]
+    budget = ctx.budget.tolist()
+    rd_sc = ctx.rate_down_sc.tolist() if use_dn else None
+    pref, inv = ctx.preference_lists, ctx.inv_snr_lists
+    owner = [-1] * m
+    pointer = [0] * n
+    held: list[list[float]] = [[] for _ in range(n)]
+    rate_dn = [0.0] * n
+    times = [0.0] * n
+
+    def take(i: int) -> None:
+        row = pref[i]
+        p = pointer[i]
+        while owner[row[p]] >= 0:
+            p += 1
+        ch = row[p]
+        pointer[i] = p + 1
+        owner[ch] = i
+        held[i].append(inv[i][ch])  # ascending: each pick is the best still free
+        r = rate_of_sorted(held[i], budget[i], bw, ctx.link)
+        t = up_off[i] + (0.0 if up_w[i] == 0 else up_w[i] / r if r > 0 else inf)
+        if use_dn:
+            rate_dn[i] += rd_sc[i][ch]
+            t += dn_off_l[i] + (0.0 if dn_w_l[i] == 0 else dn_w_l[i] / rate_dn[i] if rate_dn[i] > 0 else inf)
+        times[i] = t
+
+    up_max = ctx.rate_up_max.tolist()
+    first = sorted(range(n), key=lambda i: (-(up_off[i] + up_w[i] / up_max[i]), i))
+    for i in first:
+        take(i)
+    for _ in range(m - n):
+        take(times.index(max(times)))  # the first client with the largest time
+    return np.asarray(owner, dtype=np.int64)
 
 
-def _water_fill_one(owner: list, a: list, budget: list, n: int) -> np.ndarray:
-    """``water_fill_owned`` of one round with Python floats: the same iteration and the same
-    sums in the same (index) order as the ``bincount``s, hence bitwise the same powers."""
-    inf = float("inf")
-    active = [o >= 0 and x < inf for o, x in zip(owner, a)]
-    while True:
-        count = [0.0] * n
-        total = [0.0] * n
-        for o, x, on in zip(owner, a, active):
-            if on:
-                count[o] += 1.0
-                total[o] += x
-        mu = [(b + t) / (c if c > 1.0 else 1.0) for b, t, c in zip(budget, total, count)]
-        still = [on and x < mu[o] for o, x, on in zip(owner, a, active)]
-        if still == active:
-            break
-        active = still
-    return np.array([[mu[o] - x if on else 0.0 for o, x, on in zip(owner, a, active)]])
+def proportional_start(ctx: "ResourceContext", terms: "CutTerms") -> np.ndarray:
+    """Weighted proportional-fair start: subchannel m goes to the client maximizing (g_im / mean_m'
+    g_im') x (its time with the whole band to itself), then every client left without a subchannel
+    takes one (``repair_owner``). A second starting point for the BCD."""
+    load = terms.uplink_times(ctx.rate_up_max) + terms.downlink_times(ctx.rate_down_max)
+    rel = ctx.gains / ctx.gains.mean(axis=1, keepdims=True)
+    owner = np.argmax(rel * load[:, None], axis=0)
+    return repair_owner(owner, ctx.gains)[0]
+
+
+def deal_by_counts(preference: list[list[int]], counts: np.ndarray, order: np.ndarray) -> np.ndarray:
+    """Clients take their best free subchannels in turns (``order`` first) up to their ``counts``.
+
+    Args:
+        preference: each client's subchannels from best to worst.
+        counts: [N] subchannels per client, >= 1, summing to M.
+        order: the clients in the order they pick within a turn.
+    """
+    m = int(np.sum(counts))
+    owner = [-1] * m
+    pointer = [0] * len(preference)
+    left = counts.tolist()
+    active = [int(i) for i in order]
+    while active:
+        for i in active:
+            row, p = preference[i], pointer[i]
+            while owner[row[p]] >= 0:
+                p += 1
+            owner[row[p]] = i
+            pointer[i] = p + 1
+            left[i] -= 1
+        active = [i for i in active if left[i] > 0]
+    return np.asarray(owner, dtype=np.int64)
 
 
 def anchor_candidates(num_clients: int, num_subchannels: int) -> np.ndarray:
@@ -166,16 +192,6 @@ def priority_owner(gains: np.ndarray, weights: np.ndarray, candidates: np.ndarra
     return owner
 
 
-def downlink_bits(model: LatencyModel, cut: np.ndarray) -> np.ndarray:
-    """Bits each client receives on its own subchannels (the unicast part of the downlink), [..., N]."""
-    if model.downlink == "ignore":
-        return np.zeros(cut.shape)
-    grad = model.grad_batch_bits[cut]
-    if model.downlink == "broadcast" and model.phi > 0.0:
-        return (1.0 - model.phi) * grad
-    return grad
-
-
 def uplink_need(model: LatencyModel, cut: np.ndarray, mean_gain: np.ndarray, budget_w: np.ndarray) -> np.ndarray:
     """[K, N] air time (s) of each client on one subchannel: uplink bits / rate + downlink bits / rate.
 
@@ -183,12 +199,12 @@ def uplink_need(model: LatencyModel, cut: np.ndarray, mean_gain: np.ndarray, bud
     subchannels (uplink) or the server's per-subchannel power (downlink). Proportional to the
     share of the band that balances the clients' transfer times.
     """
-    n, m, bw = model.num_clients, model.num_subchannels, model.subchannel_bw_hz
-    snr_up = budget_w * mean_gain * (n / (m * model.noise_w))
-    need = (model.act_batch_bits[cut] / bw) / np.log2(1.0 + snr_up)
-    if model.downlink != "ignore":
-        snr_dn = mean_gain * (model.server_power_w / model.noise_w)
-        need = need + (downlink_bits(model, cut) / bw) / np.log2(1.0 + snr_dn)
+    tables, radio = model.tables, model.radio
+    n, m, bw = model.num_clients, model.num_subchannels, radio.bw_hz
+    snr_up = budget_w * mean_gain * (n * radio.inv_noise / m)
+    need = (tables.up_bits[cut] / bw) / radio.se(snr_up)
+    if tables.has_downlink:
+        need = need + (tables.dn_unicast_bits[cut] / bw) / radio.downlink_se(mean_gain)
     return need
 
 
@@ -205,14 +221,6 @@ def gather_owned(gains: np.ndarray, owner: np.ndarray, all_used: bool = False) -
     return gains.reshape(-1).take(base + (owner if all_used else np.maximum(owner, 0)) * shape[2])
 
 
-def broadcast_rate(gains: np.ndarray, down_snr: float, bw_hz: float, scratch: Scratch | None = None) -> np.ndarray:
-    """R_bc [K]: the whole-band downlink rate of the worst client, W min_i sum_m log2(1 + Ps g / N0 W)."""
-    snr = np.empty(gains.shape) if scratch is None else scratch.get("snr", gains.shape)
-    np.multiply(gains, down_snr, out=snr)
-    snr += 1.0
-    np.log2(snr, out=snr)
-    return np.minimum.reduce(np.add.reduce(snr, axis=2), axis=1) * bw_hz  # sum over m, min over i
-
 
 def _cumsum1(x: np.ndarray) -> None:
     """In-place cumulative sum over axis 1 (sequential adds: the same bits for any batch size)."""
@@ -223,12 +231,12 @@ def _cumsum1(x: np.ndarray) -> None:
             x[:, j] += x[:, j - 1]
 
 
-class BottleneckGreedy:
+class TabulatedGreedy:
     """The bottleneck greedy subchannel assignment of the EPSL-BCD inner solver, without its per-pick
     arithmetic, for K rounds at once.
 
-    The solver's greedy (``system.solvers``) repeatedly lets the client with the largest modeled
-    round time take its best free subchannel. Here each client's time is first tabulated as a
+    ``bottleneck_greedy`` repeatedly lets the client with the largest modeled round time take its
+    best free subchannel, re-water-filling after every pick. Here each client's time is first tabulated as a
     function of how many subchannels it holds, assuming it holds its own best ones (one vectorized
     pass): t_i(c) = u_i x (tF_i + B_i / R_i(c) + tB_i + tD_i^bc + D_i / RD_i(c)), with R_i(c) the
     uplink rate of its c best subchannels at equal power (high-SNR form, W (sum log2(1 + x) - c log2
@@ -243,28 +251,35 @@ class BottleneckGreedy:
 
     def __init__(self, model: LatencyModel) -> None:
         self.model = model
+        tables, radio = model.tables, model.radio
         self.n, self.m = model.num_clients, model.num_subchannels
         m = self.m
         count = np.arange(1, m + 1, dtype=np.float64)
         self.count_log = (count * np.log2(count))[:, None, None]
         self.rate_floor = (1e-3 * count)[:, None, None]  # keeps the high-SNR rate form positive
-        self.bw = model.subchannel_bw_hz
-        self.inv_noise = 1.0 / model.noise_w
-        self.down_snr = model.server_power_w / model.noise_w
-        self.up_bits = model.act_batch_bits / self.bw  # bits / W, per cut
-        self.use_downlink = model.downlink != "ignore"
-        self.dn_bits = downlink_bits(model, np.arange(model.num_blocks + 1)) / self.bw
-        self.compute = model.fwd_batch + model.bwd_batch  # client FLOPs per batch, forward + backward
-        self.broadcast_bits = (model.phi * model.grad_batch_bits
-                               if model.downlink == "broadcast" and model.phi > 0.0 else None)
+        self.bw = radio.bw_hz
+        self.radio = radio
+        self.link = radio.link
+        self.noise_w = radio.wf_noise_w
+        self.inv_noise = radio.inv_noise
+        self.down_snr = radio.down_snr
+        # at most C bit/s/Hz on each of c subchannels (inf: no cap)
+        self.rate_cap = ((self.link.cap if self.link.capped else np.inf) * count)[:, None, None]
+        self.up_bits = tables.up_bits / self.bw  # bits / W, per cut
+        self.use_downlink = tables.has_downlink
+        self.dn_bits = tables.dn_unicast_bits / self.bw
+        self.compute = tables.client_fwd_flops + tables.client_bwd_flops  # client FLOPs per batch
+        self.broadcast_bits = tables.dn_broadcast_bits
         self.cut_tables = np.stack([self.up_bits, self.dn_bits, self.compute])  # [3, L + 1]
         self.scratch = Scratch()
 
     def rate_sums(self, gains: np.ndarray, budget_w: np.ndarray) -> np.ndarray:
         """[P, C, K, N] sum over each client's c best subchannels of log2(1 + SNR), c = 1..C
         (index c - 1), C = M - N + 1 (the most a client can hold): P = 0 the uplink at the
-        client's budget per subchannel, P = 1 (with a downlink) the downlink at the server's power.
-        Client-major for fast cumulative sums; a work array, overwritten by the next call."""
+        client's budget per subchannel, P = 1 (with a downlink) the downlink at the server's power
+        (its spectral efficiency, capped). With the ergodic spectral efficiency (``averaged``) that
+        function replaces log2(1 + SNR). Client-major for fast cumulative sums; a work array,
+        overwritten by the next call."""
         k, n, m = gains.shape
         rows = m - n + 1
         # the j-th best gain times the unit SNR factor, log2(1 + x), cumulated over j
@@ -275,8 +290,13 @@ class BottleneckGreedy:
         np.multiply(budget_w, self.inv_noise, out=scale[0, 0])
         both = self.scratch.get("rates", (parts, rows, k, n))
         np.multiply(np.sort(gains, axis=2)[:, :, ::-1][:, :, :rows].transpose(2, 0, 1), scale, out=both)
-        both += 1.0
-        np.log2(both, out=both)
+        if self.link.se is not None:
+            both[...] = self.link.se(both)
+        else:
+            both += 1.0
+            np.log2(both, out=both)
+            if parts == 2 and self.link.capped:  # the downlink's power is fixed: each subchannel at most C
+                np.minimum(both[1], self.link.cap, out=both[1])
         _cumsum1(both)
         return both
 
@@ -290,13 +310,15 @@ class BottleneckGreedy:
         up = both[0]
         up -= self.count_log[:rows]
         np.maximum(up, self.rate_floor[:rows], out=up)
+        if self.link.capped:
+            np.minimum(up, self.rate_cap[:rows], out=up)
         # time = urgency x (compute + B / R + D / RD (+ broadcast)), R = W x up, RD = W x dn
         up_bits, dn_bits, compute = self.cut_tables.take(cut, axis=1)  # per-cut figures, [K, N] each
         off = compute / client_flops
         if self.use_downlink:
             if self.broadcast_bits is not None:  # the broadcast part, at R_bc of the observed gains
                 if r_bc is None:
-                    r_bc = broadcast_rate(gains, self.down_snr, self.bw, self.scratch)
+                    r_bc = self.model.radio.broadcast_rate(gains)
                 off += (self.broadcast_bits[cut[:, 0]] / r_bc)[:, None]
             dn = both[1]
             np.divide(dn_bits, dn, out=dn)
@@ -384,3 +406,13 @@ class BottleneckGreedy:
         times = self.times(gains, budget_w, client_flops, cut, urgency, r_bc)
         return self.deal(gains, self.sequence(times))
 
+    def decode(self, gains: np.ndarray, budget_w: np.ndarray, client_flops: np.ndarray, cut: np.ndarray,
+               urgency: np.ndarray, r_bc: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(owner [K, M], water-filled power [K, M]) for K rounds (``owner`` then ``water_fill_owned``)."""
+        owner = self.owner(gains, budget_w, client_flops, cut, urgency, r_bc)
+        inv_snr = self.noise_w / gather_owned(gains, owner, all_used=True)
+        return owner, water_fill_owned(owner, inv_snr, budget_w, self.link)
+
+
+__all__ = ["TabulatedGreedy", "anchor_candidates", "bottleneck_greedy", "deal_by_counts", "gather_owned",
+           "priority_owner", "proportional_start", "uplink_need"]

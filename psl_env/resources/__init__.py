@@ -1,0 +1,1 @@
+"""Resource allocation: water-filling, greedy subchannel deals and local search, in numpy and numba."""
