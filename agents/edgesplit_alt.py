@@ -1,4 +1,4 @@
-"""EdgeSplit's alternating optimizer of per-device cuts and bandwidth shares (SPEC 7).
+"""EdgeSplit's alternating optimizer of per-device cuts and bandwidth shares.
 
 Reconstructed from the description of EdgeSplit (Zhang, Cao, Sahni, Chen, Jiang, ICNC 2024, arXiv
 2403.15815; no code is public): the model is cut at a different depth per device and every device

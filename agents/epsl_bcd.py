@@ -1,4 +1,4 @@
-"""EPSL's joint cut / subchannel / power optimizer, rebuilt as block-coordinate descent (SPEC 7).
+"""EPSL's joint cut / subchannel / power optimizer, rebuilt as block-coordinate descent.
 
 Reconstructed from the description of EPSL (Lin et al., arXiv 2303.15991; no code is public): the
 paper minimizes the per-round latency over a common cut layer, subchannel allocation and power

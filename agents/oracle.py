@@ -1,4 +1,4 @@
-"""The exact per-round optimum on small instances, by enumeration (SPEC 7).
+"""The exact per-round optimum on small instances, by enumeration.
 
 Enumerates every cut (one common cut, or with per-device cuts every cut vector) and every
 assignment of the M subchannels that serves all N clients, gives each client its water-filled

@@ -22,7 +22,7 @@ results.json (figures per method, the scenario, the command), results.md, result
 rounds.csv (every round), latency.png, phases.png, latency_cdf.png and, with ``--trace``,
 trace.jsonl (docs/round-trace.md).
 
-``--train`` (time-to-accuracy, SPEC 5; default scenario ``digits-train``): every method also drives
+``--train`` (time-to-accuracy, docs/training.md; default scenario ``digits-train``): every method also drives
 its own ``SplitTrainingEngine``, which trains the scenario's model for real at the method's cuts,
 one ``step`` per round. In episode e all engines start from the same state (training seed S + e:
 same data split, partition, initial weights and batch order), each built at the method's first cut

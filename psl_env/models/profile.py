@@ -1,4 +1,4 @@
-"""The per-cut profile of a splittable model (SPEC section 2), independent of torch.
+"""The per-cut profile of a splittable model (docs/system-model.md), independent of torch.
 
 A model has L blocks; cut j (1 <= j <= L-1) keeps blocks 1..j on the client. Every per-cut array
 has length L+1 and is indexed by j: index 0 means "nothing on the client" (its activation is the

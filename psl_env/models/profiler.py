@@ -1,4 +1,4 @@
-"""Measure a ``ModelProfile`` from a real ``SplitModel`` (SPEC section 2).
+"""Measure a ``ModelProfile`` from a real ``SplitModel`` (docs/system-model.md).
 
 One forward pass (batch 1, eval mode, no autograd) with forward hooks on every leaf module gives
 per-block FLOPs, output shapes and activation sizes; parameter counts come from the modules.

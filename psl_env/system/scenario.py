@@ -52,11 +52,11 @@ class DevicesConfig:
     kind: str = _f("loguniform", "how client devices are drawn: `loguniform` ranges or explicit `classes`",
                    choices=("loguniform", "classes"))
     compute_flops: list = _f([5e9, 2e11], "[low, high] client compute f_i, FLOP/s, log-uniform (>= 20x range)",
-                             "typical (SPEC 3)", low=1e6, high=1e16)
+                             "typical", low=1e6, high=1e16)
     power_budget_w: list = _f([0.2, 0.2], "[low, high] client power budget P_i, W, uniform (23 dBm)",
                               "3GPP-style typical", low=1e-4, high=10.0)
     distance_m: list = _f([50.0, 300.0], "[low, high] client distance to the server, m, uniform",
-                          "typical (SPEC 3)", low=1.0, high=10000.0)
+                          "typical", low=1.0, high=10000.0)
     memory_bytes: list = _f([2e9, 8e9], "[low, high] client memory cap, bytes, uniform", low=1e6, high=1e13)
     dataset_size: int = _f(1000, "samples per client (latency scenarios; training uses the partition)",
                            low=1, high=10**9)
@@ -68,8 +68,8 @@ class DevicesConfig:
 
 @dataclass(frozen=True)
 class ServerConfig:
-    compute_flops: float = _f(2e13, "edge server compute f_s, FLOP/s", "typical (SPEC 3)", low=1e6, high=1e18)
-    power_per_subchannel_w: float = _f(1.0, "server downlink power per subchannel Ps, W", "typical (SPEC 3)",
+    compute_flops: float = _f(2e13, "edge server compute f_s, FLOP/s", "typical", low=1e6, high=1e18)
+    power_per_subchannel_w: float = _f(1.0, "server downlink power per subchannel Ps, W", "typical",
                                        low=1e-4, high=100.0)
 
 
@@ -77,7 +77,7 @@ class ServerConfig:
 class ChannelConfig:
     kind: str = _f("gauss-markov", "channel model: `gauss-markov` (sampled), `trace` (read from `trace_file`) or "
                                    "another registered with `psl_env.system.channels.register_channel`")
-    subchannel_bw_hz: float = _f(1e6, "bandwidth W of one subchannel, Hz", "typical (SPEC 3)", low=1e3, high=1e9)
+    subchannel_bw_hz: float = _f(1e6, "bandwidth W of one subchannel, Hz", "typical", low=1e3, high=1e9)
     noise_psd_dbm_per_hz: float = _f(-174.0, "thermal noise power spectral density N0, dBm/Hz (290 K)",
                                      "physics", low=-220.0, high=-100.0)
     noise_figure_server_db: float = _f(5.0, "receiver noise figure of the server (uplink), dB", "3GPP typical "
@@ -103,7 +103,7 @@ class ChannelConfig:
                              "3GPP-style typical", low=0.0, high=30.0)
     correlation: Any = _f(0.9, "Gauss-Markov fading correlation a in [0, 1] between rounds, or `doppler` for "
                                "a = J0(2 pi f_D tau) with tau the previous round's latency", "ours")
-    carrier_hz: float = _f(3.5e9, "carrier frequency (Doppler), Hz", "typical (SPEC 3)", low=1e6, high=1e12)
+    carrier_hz: float = _f(3.5e9, "carrier frequency (Doppler), Hz", "typical", low=1e6, high=1e12)
     speed_mps: list = _f([1.0, 3.0], "[low, high] client speed (Doppler, mobility), m/s", "pedestrian, typical",
                          low=0.0, high=100.0)
     mobility: bool = _f(False, "move clients every round by speed x round latency (updates distances)")
@@ -145,14 +145,14 @@ class Scenario:
     """A complete, validated scenario. Build with ``load_scenario``."""
 
     name: str = _f("default", "scenario name")
-    num_clients: int = _f(5, "N, number of clients", "typical (SPEC 3)", low=1, high=1000)
-    num_subchannels: int = _f(10, "M, number of OFDMA subchannels (>= N)", "typical (SPEC 3)", low=1, high=10000)
+    num_clients: int = _f(5, "N, number of clients", "typical", low=1, high=1000)
+    num_subchannels: int = _f(10, "M, number of OFDMA subchannels (>= N)", "typical", low=1, high=10000)
     model: str = _f("resnet18-32", "model profile: a shipped name or a path to a profile JSON")
     scheme: str = _f("epsl", "`psl`, `epsl` (last-layer gradient aggregation), `sfl` (PSL + FedAvg every "
                              "`sync_period` rounds), `edgesplit` (per-device cuts)", choices=SCHEMES)
     phi: float = _f(0.5, "EPSL aggregation ratio phi (0 = plain PSL); must be 0 for psl, sfl and edgesplit",
                     "EPSL", low=0.0, high=1.0)
-    batch_size: int = _f(16, "b, per-client mini-batch", "typical (SPEC 3)", low=1, high=100000)
+    batch_size: int = _f(16, "b, per-client mini-batch", "typical", low=1, high=100000)
     csi: str = _f("perfect", "`perfect`: decisions see this round's gains; `delayed`: last round's",
                   choices=("perfect", "delayed"))
     seed: int = _f(0, "seed of devices, channel and training", low=0, high=2**32 - 1)
