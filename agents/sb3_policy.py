@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
+from psl_env.config_files import brief, read_yaml
 from psl_env.system.allocation import reference_allocation
 from psl_env.system.latency import LatencyModel
 from psl_env.system.state import Allocation, Observation
@@ -144,30 +144,25 @@ class SB3Policy(DecisionMaker):
             model: the latency model of the scenario to decide on.
             algo: expected algorithm (``ppo``, ``sac``, ...); checked against the run's config.
         """
-        p = Path(path)
-        if p.is_dir():
-            run_dir, zip_path = p, p / "model.zip"
-        elif p.suffix == ".zip":
-            zip_path = p
-            run_dir = p.parent.parent if p.parent.name == "checkpoints" else p.parent
-        else:
-            raise ValueError(f"{str(path)!r}: expected a training run folder or a model .zip")
+        run_dir, zip_path = run_folder_of(path)
         if not zip_path.is_file():
-            raise ValueError(f"{str(path)!r}: no {zip_path.name} (train one with `psl train --out DIR`)")
-        cfg_path = run_dir / "config.yaml"
-        if not cfg_path.is_file():
-            raise ValueError(f"{str(path)!r}: no config.yaml in {str(run_dir)!r}; not a `psl train` run folder")
-        run = yaml.safe_load(cfg_path.read_text()) or {}
+            raise ValueError(f"{brief(str(path))}: no {zip_path.name} (train one with `psl train --out DIR`)")
+        run = read_run_config(run_dir)
         run_algo = run.get("algo")
         if run_algo not in ALGO_CLASSES:
-            raise ValueError(f"{str(cfg_path)!r}: algo {run_algo!r} is unknown; allowed: {sorted(ALGO_CLASSES)}")
+            raise ValueError(f"{brief(str(run_dir / 'config.yaml'))}: algo {brief(run_algo)} is unknown; allowed: "
+                             f"{sorted(ALGO_CLASSES)}")
         if algo is not None and algo != run_algo:
-            raise ValueError(f"{str(path)!r} holds a {run_algo} policy, not {algo}; use {run_algo}:{path}")
+            raise ValueError(f"{brief(str(path))} holds a {run_algo} policy, not {algo}; use {run_algo}:{path}")
         import importlib  # noqa: PLC0415
 
         module, name = ALGO_CLASSES[run_algo]
         algo_cls = getattr(importlib.import_module(module), name)
-        sb3_model = algo_cls.load(str(zip_path), device=device)
+        try:
+            sb3_model = algo_cls.load(str(zip_path), device=device)
+        except Exception as err:  # noqa: BLE001 - SB3 raises many kinds on a damaged zip
+            raise ValueError(f"{brief(str(zip_path))}: not a loadable {run_algo} model "
+                             f"({type(err).__name__})") from None
         normalizer = None
         stem = zip_path.stem
         candidates = [zip_path.with_name(stem.replace("_steps", "") + "_vecnormalize.pkl"),
@@ -177,17 +172,45 @@ class SB3Policy(DecisionMaker):
             candidates.insert(0, zip_path.with_name(stem[: -len("_steps")] + "_vecnormalize.pkl"))
         norm_path = next((c for c in candidates if c.is_file()), None)
         if run.get("normalize") and norm_path is None:
-            raise ValueError(f"{str(path)!r}: the run normalized observations but no vecnormalize.pkl is there")
+            raise ValueError(f"{brief(str(path))}: the run normalized observations but no vecnormalize.pkl is there")
         if norm_path is not None:
-            import pickle  # noqa: PLC0415
+            from stable_baselines3.common.save_util import load_from_pkl  # noqa: PLC0415
+            from stable_baselines3.common.vec_env import VecNormalize  # noqa: PLC0415
 
-            with norm_path.open("rb") as fh:
-                normalizer = pickle.load(fh)
+            try:
+                normalizer = load_from_pkl(str(norm_path))
+            except Exception as err:  # noqa: BLE001 - a damaged pickle raises many kinds
+                raise ValueError(f"{brief(str(norm_path))}: not a readable VecNormalize file "
+                                 f"({type(err).__name__})") from None
+            if not isinstance(normalizer, VecNormalize):
+                raise ValueError(f"{brief(str(norm_path))}: holds a {type(normalizer).__name__}, not VecNormalize")
             normalizer.training = False
             normalizer.norm_reward = False
         policy = cls(model, sb3_model, run.get("env_config") or {}, normalizer, masked=run_algo == "maskable-ppo")
         policy.name = run_algo
         return policy
+
+
+def run_folder_of(path: str | Path) -> tuple[Path, Path]:
+    """``(run folder, model zip)`` of a ``psl bench --methods ALGO:PATH`` argument: a run folder (its
+    ``model.zip``) or a ``.zip`` inside one (``best_model.zip``, ``checkpoints/ckpt_N_steps.zip``)."""
+    p = Path(path)
+    if p.is_dir():
+        return p, p / "model.zip"
+    if p.suffix == ".zip":
+        return (p.parent.parent if p.parent.name == "checkpoints" else p.parent), p
+    raise ValueError(f"{brief(str(path))}: expected a training run folder or a model .zip")
+
+
+def read_run_config(run_dir: Path) -> dict:
+    """A run folder's ``config.yaml`` (``ValueError`` naming it when it is missing or damaged)."""
+    cfg_path = run_dir / "config.yaml"
+    if not cfg_path.is_file():
+        raise ValueError(f"{brief(str(run_dir))}: no config.yaml; not a `psl train` run folder")
+    run = read_yaml(cfg_path, brief(str(cfg_path)), ValueError)
+    if not isinstance(run, dict):
+        raise ValueError(f"{brief(str(cfg_path))}: not a run config (expected a mapping)")
+    return run
 
 
 def factory(algo: str):
@@ -201,4 +224,4 @@ def factory(algo: str):
     return make
 
 
-__all__ = ["ALGO_CLASSES", "SB3Policy", "factory"]
+__all__ = ["ALGO_CLASSES", "SB3Policy", "factory", "read_run_config", "run_folder_of"]

@@ -8,7 +8,16 @@ depend on this round's latency, so trajectories diverge after round 0 and the pe
 the oracle compares different channel draws. Each method also carries its own previous cut
 (migration), so a method can come in below the oracle on a round; ``rounds_below`` counts that.
 
-Decisions see ``state.observation()``; rounds are priced on the true gains. Outputs in ``--out``:
+Decisions see ``state.observation()``; rounds are priced on the true gains. Before the first timed
+round every method makes one untimed decision (on episode 0's first round, then everything is
+reset), so imports, caches and compilation are not charged to its decision time.
+
+Scenario: ``--scenario`` if given; otherwise, when ``--methods`` holds trained policies
+(``ppo:DIR``), the scenario the first of them was trained on (``DIR/config.yaml``, with the
+training overrides applied), so a benchmark of a run needs no scenario repeated; otherwise
+``epsl-resnet18`` (``digits-train`` with ``--train``). ``--set`` applies on top in every case. A
+warning names every policy whose training scenario differs from the benchmark's (other than in
+``name``, ``seed`` and ``rounds``, which the benchmark sets itself). Outputs in ``--out``:
 results.json (figures per method, the scenario, the command), results.md, results.csv,
 rounds.csv (every round), latency.png, phases.png, latency_cdf.png and, with ``--trace``,
 trace.jsonl (docs/round-trace.md).
@@ -31,6 +40,7 @@ from __future__ import annotations
 import argparse
 import csv
 import shlex
+import sys
 import time
 from pathlib import Path
 from typing import Iterable
@@ -39,6 +49,7 @@ import numpy as np
 
 from agents.base import DecisionMaker
 from agents.registry import available_decision_makers, make_decision_maker, split_specs
+from psl_env.config_files import brief, clip
 from psl_env.models.profile import load_profile
 from psl_env.system.latency import PHASES, LatencyModel
 from psl_env.system.scenario import Scenario, ScenarioError, load_scenario
@@ -47,6 +58,7 @@ from psl_env.system.state import InfeasibleAllocation, check_allocation
 from psl_env.system.trace import RoundTraceWriter, trace_record
 
 from .cli import UsageError, add_scenario_arguments
+from .paths import check_out_dir, make_out_dir
 from .plots import plot_accuracy_vs_time, plot_benchmark
 from .report import Column, gap_summary, markdown_table, summarize_rounds, write_results
 
@@ -55,11 +67,14 @@ DEFAULT_SCENARIO = "epsl-resnet18"
 TRAIN_SCENARIO = "digits-train"
 ROUND_FIELDS = ("method", "episode", "round", "total", *PHASES, "decision_ms", "cut")
 ACCURACY_FIELDS = ("method", "episode", "round", "sim_time_s", "accuracy", "test_loss")
+MAX_ROUNDS = 10**6  # rounds per episode, and rounds per method over all episodes
+MAX_EPISODES = 10**4
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_scenario_arguments(parser, default=None)
-    parser.epilog = (f"default scenario: {DEFAULT_SCENARIO}, or {TRAIN_SCENARIO} with --train")
+    parser.epilog = (f"default scenario: the one the first trained policy (ALGO:DIR) was trained on, else "
+                     f"{DEFAULT_SCENARIO}, or {TRAIN_SCENARIO} with --train")
     parser.add_argument("--methods", default=DEFAULT_METHODS,
                         help=f"comma-separated decision makers, NAME or NAME:ARG (built-in: "
                              f"{', '.join(available_decision_makers())}); default {DEFAULT_METHODS}")
@@ -74,10 +89,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
 
 
-def bench_command(scenario: str, overrides: Iterable[str], methods: list[str], rounds: int, episodes: int,
+def bench_command(scenario: str | None, overrides: Iterable[str], methods: list[str], rounds: int, episodes: int,
                   seed: int, out_dir: str | Path | None, trace: bool, train: bool = False) -> str:
-    """The ``psl bench`` command line that reproduces a run."""
-    parts = ["psl", "bench", "--scenario", scenario]
+    """The ``psl bench`` command line that reproduces a run (no ``--scenario``: the training scenario of
+    the first trained policy)."""
+    parts = ["psl", "bench"] + (["--scenario", scenario] if scenario is not None else [])
     for item in overrides:
         parts += ["--set", item]
     parts += ["--methods", ",".join(methods), "--rounds", str(rounds), "--episodes", str(episodes),
@@ -149,13 +165,19 @@ def _prepare(scenario: Scenario | str, methods: list[str], rounds: int | None, e
     dupes = sorted({m for m in methods if methods.count(m) > 1})
     if dupes:
         raise ValueError(f"--methods: {dupes} listed more than once")
+    if rounds is None and scen.rounds > MAX_ROUNDS:
+        raise ValueError(f"--rounds: the scenario's {scen.rounds} rounds exceed the benchmark's {MAX_ROUNDS} per "
+                         "episode; give --rounds")
     rounds = scen.rounds if rounds is None else rounds
-    if isinstance(rounds, bool) or not isinstance(rounds, (int, np.integer)) or rounds < 1:
-        raise ValueError(f"--rounds: {rounds!r} is not allowed; allowed: an integer >= 1")
-    if isinstance(episodes, bool) or not isinstance(episodes, (int, np.integer)) or episodes < 1:
-        raise ValueError(f"--episodes: {episodes!r} is not allowed; allowed: an integer >= 1")
+    if isinstance(rounds, bool) or not isinstance(rounds, (int, np.integer)) or not 1 <= rounds <= MAX_ROUNDS:
+        raise ValueError(f"--rounds: {brief(rounds)} is not allowed; allowed: an integer in [1, {MAX_ROUNDS}]")
+    if isinstance(episodes, bool) or not isinstance(episodes, (int, np.integer)) or not 1 <= episodes <= MAX_EPISODES:
+        raise ValueError(f"--episodes: {brief(episodes)} is not allowed; allowed: an integer in [1, {MAX_EPISODES}]")
+    if rounds * episodes > MAX_ROUNDS:
+        raise ValueError(f"--rounds x --episodes: {rounds} x {episodes} is not allowed; allowed: at most "
+                         f"{MAX_ROUNDS} rounds per method")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**32 - episodes:
-        raise ValueError(f"--seed: {seed!r} is not allowed; allowed: an integer in [0, 2^32 - episodes)")
+        raise ValueError(f"--seed: {brief(seed)} is not allowed; allowed: an integer in [0, 2^32 - episodes)")
     profile = load_profile(scen.model)
     model = LatencyModel(scen, profile)
     given = decision_makers or {}
@@ -168,7 +190,8 @@ def _prepare(scenario: Scenario | str, methods: list[str], rounds: int | None, e
 def run_benchmark(scenario: Scenario | str, methods: list[str], rounds: int | None = None, episodes: int = 3,
                   seed: int = 0, out_dir: str | Path | None = None, trace: bool = False,
                   decision_makers: dict[str, DecisionMaker] | None = None, *, overrides: Iterable[str] | None = None,
-                  progress: bool = False, num_resamples: int = 2000, train: bool = False) -> dict:
+                  progress: bool = False, num_resamples: int = 2000, train: bool = False,
+                  scenario_arg: str | None | bool = True) -> dict:
     """Run every method on the same seeded rounds and summarize.
 
     Args:
@@ -185,6 +208,8 @@ def run_benchmark(scenario: Scenario | str, methods: list[str], rounds: int | No
         progress: show a tqdm progress bar.
         num_resamples: bootstrap resamples of the CI.
         train: also train for real and report time-to-accuracy (see the module docstring).
+        scenario_arg: the ``--scenario`` of the reproducing command in results.json (True: the
+            scenario's name or path as given; None: none, i.e. the trained policies' scenario).
 
     Returns:
         ``{"scenario", "command", "rounds", "episodes", "seed", "episode_seeds", "methods": {name:
@@ -203,11 +228,10 @@ def run_benchmark(scenario: Scenario | str, methods: list[str], rounds: int | No
                                                  overrides)
     if trace and out_dir is None:
         raise ValueError("trace: needs an output folder")
-    out = None if out_dir is None else Path(out_dir)
-    if out is not None and out.exists() and not out.is_dir():
-        raise ValueError(f"--out: {str(out)!r} exists and is not a folder")
-    scenario_ref = scenario if isinstance(scenario, str) else scen.name
-    command = bench_command(str(scenario_ref), overrides, methods, rounds, episodes, seed, out_dir, trace, train)
+    out = None if out_dir is None else check_out_dir(out_dir)
+    if scenario_arg is True:
+        scenario_arg = str(scenario) if isinstance(scenario, (str, Path)) else scen.name
+    command = bench_command(scenario_arg, overrides, methods, rounds, episodes, seed, out_dir, trace, train)
     episode_seeds = [int(seed) + e for e in range(episodes)]
     training = _Training(scen, episode_seeds[0]) if train else None
     curves: dict[str, list] = {name: [] for name in methods}
@@ -217,10 +241,16 @@ def run_benchmark(scenario: Scenario | str, methods: list[str], rounds: int | No
     cuts: dict[str, list] = {name: [] for name in methods}
     writer = None
     if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
+        make_out_dir(out)
         writer = RoundTraceWriter(out / "trace.jsonl") if trace else None
     from tqdm import tqdm
 
+    # one untimed decision each (on a simulator of its own: the timed ones keep their episode count),
+    # so first-call costs stay out of the decision times
+    first_round = NetworkSimulator(scen, profile).reset(episode_seeds[0]).observation()
+    for name in methods:
+        dms[name].reset(episode_seeds[0])
+        dms[name].decide(first_round)
     bar = tqdm(total=episodes * len(methods) * rounds, desc=f"bench {scen.name}", unit="round",
                disable=not progress, leave=False)
     try:
@@ -358,12 +388,72 @@ def _write_rounds(per_round: dict, cuts: dict, path: Path) -> None:
                                  " ".join(str(c) for c in cuts[name][i])])
 
 
+IGNORED_KEYS = ("name", "seed", "rounds")  # the benchmark sets these itself
+
+
+def _flatten(d: dict, prefix: str = "") -> dict[str, object]:
+    out: dict[str, object] = {}
+    for key, value in d.items():
+        if isinstance(value, dict):
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def scenario_differences(trained: dict, benched: dict) -> list[str]:
+    """``key: trained -> benched`` for every scenario key (dotted) that differs, except name, seed, rounds."""
+    a, b = _flatten(trained), _flatten(benched)
+    return [f"{k} {brief(a.get(k))} -> {brief(b.get(k))}" for k in sorted(set(a) | set(b))
+            if k not in IGNORED_KEYS and a.get(k) != b.get(k)]
+
+
+def _trained_scenarios(methods: list[str]) -> dict[str, dict]:
+    """spec -> the scenario (as a mapping) each trained policy of ``methods`` was trained on."""
+    from agents.sb3_policy import ALGO_CLASSES, read_run_config, run_folder_of  # noqa: PLC0415 - no SB3 import
+
+    found = {}
+    for spec in methods:
+        name, _, arg = spec.partition(":")
+        if name in ALGO_CLASSES and arg:
+            run = read_run_config(run_folder_of(arg)[0])
+            if not isinstance(run.get("scenario"), dict):
+                raise ValueError(f"{brief(arg)}: config.yaml has no scenario mapping; give --scenario")
+            found[spec] = run["scenario"]
+    return found
+
+
+def _bench_scenario(args: argparse.Namespace, methods: list[str]) -> tuple[Scenario | str, str | None, list[str]]:
+    """The scenario to benchmark on, the ``--scenario`` that reproduces it, and warnings."""
+    from psl_env.system.scenario import build_scenario  # noqa: PLC0415
+
+    trained = _trained_scenarios(methods)
+    if args.scenario is not None:
+        scenario, arg = args.scenario, args.scenario
+    elif trained:
+        first = next(iter(trained))
+        scenario, arg = build_scenario(trained[first]), None
+    else:
+        scenario = arg = TRAIN_SCENARIO if args.train else DEFAULT_SCENARIO
+    benched = load_scenario(scenario, list(args.overrides) or None).to_dict()
+    warnings = []
+    for spec, scen in trained.items():
+        diff = scenario_differences(scen, benched)
+        if diff:
+            shown = clip("; ".join(diff), 400)
+            warnings.append(f"warning: {spec} was trained on another scenario than this benchmark's: {shown}")
+    return scenario, arg, warnings
+
+
 def run(args: argparse.Namespace) -> int:
-    scenario = args.scenario or (TRAIN_SCENARIO if args.train else DEFAULT_SCENARIO)
     try:
         methods = split_specs(args.methods)
+        scenario, scenario_arg, warnings = _bench_scenario(args, methods)
+        for line in warnings:
+            print(line, file=sys.stderr)
         results = run_benchmark(scenario, methods, args.rounds, args.episodes, args.seed, args.out, args.trace,
-                                overrides=args.overrides, progress=args.progress, train=args.train)
+                                overrides=args.overrides, progress=args.progress, train=args.train,
+                                scenario_arg=scenario_arg)
     except ScenarioError:
         raise
     except ValueError as err:

@@ -26,6 +26,7 @@ from __future__ import annotations
 import csv
 import pickle
 import random
+import sys
 import warnings
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ from typing import Any
 import numpy as np
 import torch as th
 from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.logger import CSVOutputFormat, HumanOutputFormat, Logger, TensorBoardOutputFormat
 from stable_baselines3.common.vec_env import VecEnv, VecMonitor, VecNormalize
 
 from psl_env.system.latency import PHASES
@@ -290,6 +292,18 @@ def set_rng_state(state: dict) -> None:
     th.set_rng_state(state["torch"])
 
 
+class StopOnRequest(BaseCallback):
+    """Ends ``learn`` cleanly after the current step once ``requested`` is set (e.g. by Ctrl-C), so the
+    model and the env are in a consistent state for a last checkpoint."""
+
+    def __init__(self) -> None:
+        super().__init__(0)
+        self.requested = False
+
+    def _on_step(self) -> bool:
+        return not self.requested
+
+
 class ExactCheckpointCallback(BaseCallback):
     """Saves a checkpoint every ``save_freq`` steps, at the start of a rollout (after the previous
     update, before new data), where training can continue bit for bit:
@@ -297,7 +311,8 @@ class ExactCheckpointCallback(BaseCallback):
     ``checkpoints/ckpt_<steps>_steps.zip`` (the model, loadable with SB3's ``load``),
     ``ckpt_<steps>_vecnormalize.pkl`` (``VecNormalize.load``), ``ckpt_<steps>_replay_buffer.pkl``
     (off-policy algorithms) and ``ckpt_<steps>_state.pkl`` (the batched env, monitor counters and the
-    Python / NumPy / torch random states).
+    Python / NumPy / torch random states), each written atomically, then listed in
+    ``checkpoints/manifest.json``.
     """
 
     def __init__(self, save_dir: str | Path, save_freq: int, verbose: int = 0) -> None:
@@ -321,15 +336,40 @@ class ExactCheckpointCallback(BaseCallback):
         return save_checkpoint(self.model, self.save_dir, self.verbose)
 
 
-def save_checkpoint(model: Any, save_dir: Path, verbose: int = 0) -> Path:
-    save_dir.mkdir(parents=True, exist_ok=True)
-    prefix = save_dir / f"ckpt_{model.num_timesteps}"
-    model.save(f"{prefix}_steps.zip")
+def save_policy(model: Any, zip_path: Path, norm_path: Path) -> dict[str, Path]:
+    """Write the model (SB3's zip) and its ``VecNormalize`` statistics, if any, each atomically;
+    returns the files written by role (``model``, ``vecnormalize``)."""
+    from .run_folder import write_atomic  # noqa: PLC0415
+
+    def save_model(tmp: Path) -> None:
+        with open(tmp, "wb") as fh:
+            model.save(fh)
+
+    write_atomic(zip_path, save_model)
+    files = {"model": zip_path}
     norm = model.get_vec_normalize_env()
     if norm is not None:
-        norm.save(f"{prefix}_vecnormalize.pkl")
+        write_atomic(norm_path, lambda tmp: norm.save(str(tmp)))
+        files["vecnormalize"] = norm_path
+    return files
+
+
+def save_checkpoint(model: Any, save_dir: Path, verbose: int = 0) -> Path:
+    """Write a checkpoint of ``model`` into ``save_dir`` (``RUN/checkpoints``): every file atomically,
+    then its entry in the manifest (see ``trainers.run_folder``). Returns the model zip's path."""
+    from .run_folder import add_to_manifest, table_rows, write_atomic  # noqa: PLC0415
+
+    save_dir.mkdir(parents=True, exist_ok=True)
+    prefix = f"ckpt_{model.num_timesteps}"
+    files = save_policy(model, save_dir / f"{prefix}_steps.zip", save_dir / f"{prefix}_vecnormalize.pkl")
     if hasattr(model, "replay_buffer") and model.replay_buffer is not None:
-        model.save_replay_buffer(f"{prefix}_replay_buffer.pkl")
+        files["replay_buffer"] = save_dir / f"{prefix}_replay_buffer.pkl"
+
+        def save_buffer(tmp: Path) -> None:
+            with open(tmp, "wb") as fh:
+                model.save_replay_buffer(fh)
+
+        write_atomic(files["replay_buffer"], save_buffer)
     state = {"env": capture_env_state(model.get_env()), "rng": rng_state(), "num_timesteps": model.num_timesteps}
     try:
         blob = pickle.dumps(state)
@@ -338,25 +378,54 @@ def save_checkpoint(model: Any, save_dir: Path, verbose: int = 0) -> Path:
         warnings.warn(f"checkpoint: the environment cannot be saved ({err}); resume will reset it")
         state["env"]["venv"] = None
         blob = pickle.dumps(state)
-    with open(f"{prefix}_state.pkl", "wb") as fh:
-        fh.write(blob)
+    files["state"] = save_dir / f"{prefix}_state.pkl"
+    write_atomic(files["state"], lambda tmp: tmp.write_bytes(blob))
+    run = save_dir.parent
+    add_to_manifest(save_dir, model.num_timesteps, files,
+                    {"progress": table_rows(run / "tb" / "progress.csv"), "eval": table_rows(run / "eval.csv")})
     if verbose:
-        print(f"checkpoint at {model.num_timesteps} steps: {prefix}_steps.zip")
-    return Path(f"{prefix}_steps.zip")
+        print(f"checkpoint at {model.num_timesteps} steps: {files['model']}")
+    return files["model"]
 
 
-def latest_checkpoint(save_dir: Path) -> Path | None:
-    """The checkpoint zip with the most steps in ``save_dir``, or None."""
-    found = []
-    for p in save_dir.glob("ckpt_*_steps.zip"):
-        try:
-            found.append((int(p.stem.split("_")[1]), p))
-        except (IndexError, ValueError):
-            continue
-    return max(found)[1] if found else None
+class _ContinuedCSV(CSVOutputFormat):
+    """SB3's ``progress.csv`` writer, appending to the table a resumed run already has."""
+
+    def __init__(self, filename: Path, keys: list[str]) -> None:  # noqa: D107 - no super().__init__: it truncates
+        self.file = open(filename, "r+" if keys else "w+")  # noqa: SIM115 - closed by the logger
+        self.file.seek(0, 2)
+        self.keys = list(keys)
+        self.separator = ","
+        self.quotechar = '"'
+
+
+class _ContinuedTensorBoard(TensorBoardOutputFormat):
+    """SB3's TensorBoard writer for a resumed run: events the stopped run logged after the checkpoint
+    (steps >= ``purge_step``) are hidden, so the curves continue instead of doubling back."""
+
+    def __init__(self, folder: Path, purge_step: int) -> None:  # noqa: D107
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.writer = SummaryWriter(log_dir=str(folder), purge_step=purge_step)
+        self._is_closed = False
+
+
+def continued_logger(folder: Path, csv_keys: list[str], purge_step: int, stdout: bool = False) -> Logger:
+    """The logger of a resumed run: TensorBoard and ``progress.csv`` in ``folder`` continue."""
+    formats = [_ContinuedTensorBoard(folder, purge_step), _ContinuedCSV(folder / "progress.csv", csv_keys)]
+    if stdout:
+        formats.append(HumanOutputFormat(sys.stdout))
+    return Logger(str(folder), formats)
+
+
+def load_state(path: Path) -> dict:
+    """A checkpoint's ``_state.pkl`` (the env, monitor counters and random states), read with SB3's
+    pickle loader like its replay buffers."""
+    from stable_baselines3.common.save_util import load_from_pkl  # noqa: PLC0415
+
+    return load_from_pkl(str(path))
 
 
 __all__ = ["EVAL_BASELINES", "ExactCheckpointCallback", "PSLMetricsCallback", "PolicyGapCallback",
-           "TqdmProgressCallback", "sb3_progress_bar_available",
-           "capture_env_state", "latest_checkpoint", "restore_env_state", "rng_state", "save_checkpoint",
-           "set_rng_state"]
+           "StopOnRequest", "TqdmProgressCallback", "sb3_progress_bar_available",
+           "capture_env_state", "continued_logger", "load_state", "save_policy", "restore_env_state", "rng_state", "save_checkpoint", "set_rng_state"]

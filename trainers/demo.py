@@ -1,11 +1,11 @@
 """``psl demo``: train a short PPO scheduler on the default scenario and benchmark it against the
 optimizers.
 
-Steps: ``psl train`` with ``configs/agents/ppo.yaml`` (solver-assisted codec: the agent picks the
-cut, the EPSL-BCD inner solver completes subchannels and power) on ``epsl-resnet18``, with
-TensorBoard logs and periodic evaluation against ``epsl-bcd`` and ``fixed``; then ``psl bench`` of
-the trained policy, ``epsl-bcd``, ``edgesplit-alt``, ``fixed`` and ``random`` on held-out seeded
-episodes. Writes into ``--out`` (default ``runs/demo``): ``results.json`` / ``results.md`` /
+Steps: ``psl train`` with the shipped config ``ppo`` (``configs/agents/ppo.yaml``; solver-assisted
+codec: the agent picks the cut, the EPSL-BCD inner solver completes subchannels and power) on
+``epsl-resnet18``, with TensorBoard logs and periodic evaluation against ``epsl-bcd`` and ``fixed``;
+then ``psl bench`` of the trained policy, ``epsl-bcd``, ``edgesplit-alt``, ``fixed`` and ``random``
+on held-out seeded episodes. Writes into ``--out`` (default ``runs/demo``): ``results.json`` / ``results.md`` /
 ``results.csv`` (the ``psl bench`` format), ``report.md``, ``latency.png``, ``phases.png``,
 ``latency_cdf.png``, ``training.png``, and ``agent/`` (the training run: ``model.zip``,
 ``checkpoints/``, ``eval.csv`` and the TensorBoard events in ``agent/tb``).
@@ -21,9 +21,10 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from .cli import UsageError
+from .paths import check_out_dir
 
 SCENARIO = "epsl-resnet18"
-CONFIG = Path(__file__).resolve().parents[1] / "configs" / "agents" / "ppo.yaml"
+CONFIG = "ppo"  # the shipped agent config (configs/agents/ppo.yaml), found in an installed package too
 BASELINES = ("epsl-bcd", "edgesplit-alt", "fixed", "random")
 BENCH_SEED = 1000  # held-out episodes: training uses seeds 0.., evaluation during training 10000..
 
@@ -42,19 +43,23 @@ def _check(args: argparse.Namespace) -> Path:
                                    ("--episodes", args.episodes, 1, 10**4), ("--seed", args.seed, 0, 2**31 - 1)):
         if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
             raise UsageError(f"{flag}: {value!r} is not allowed; allowed: an integer in [{low}, {high}]")
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out: {str(out)!r} exists and is not a folder")
-    return out
+    return check_out_dir(args.out)
 
 
 def run(args: argparse.Namespace) -> int:
-    from . import train as train_cmd
+    from .run_folder import RunLock
 
     out = _check(args)
+    with RunLock(out, "psl demo"):  # one demo per folder: a second one would delete this one's agent
+        return _run_locked(args, out)
+
+
+def _run_locked(args: argparse.Namespace, out: Path) -> int:
+    from . import train as train_cmd
+
     agent_dir = out / "agent"
     eval_freq = max(args.timesteps // 3, 1)
-    train_args = SimpleNamespace(config=str(CONFIG), scenario=SCENARIO, overrides=[], hyperparams=[],
+    train_args = SimpleNamespace(config=CONFIG, scenario=SCENARIO, overrides=[], hyperparams=[],
                                  timesteps=args.timesteps, seed=args.seed, out=str(agent_dir), resume=None,
                                  eval_freq=eval_freq, checkpoint_freq=eval_freq, device="cpu", threads=1,
                                  progress=args.progress, verbose=0)
@@ -66,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     torch.set_num_threads(1)  # small networks: one thread leaves the other core to the environment
     t0 = time.perf_counter()
     print(f"[1/2] training PPO ({plan['cfg'].action_type} codec) on {SCENARIO} for {args.timesteps} steps ...")
-    train_cmd.train(plan, progress=args.progress, command=f"psl train --config configs/agents/ppo.yaml "
+    train_cmd.train(plan, progress=args.progress, command=f"psl train --config {CONFIG} "
                                                            f"--scenario {SCENARIO} --timesteps {args.timesteps} "
                                                            f"--seed {args.seed} --out {agent_dir}")
     train_s = time.perf_counter() - t0

@@ -1,5 +1,5 @@
 """Errors the command line reports as one line with exit code 2."""
 
 
-class UsageError(Exception):
+class UsageError(ValueError):
     """Bad input from the user: printed as one line, exit code 2, before anything is written."""

@@ -20,6 +20,9 @@ from psl_env.system.scenario import Scenario, load_scenario
 from psl_env.system.simulator import NetworkSimulator
 
 from .cli import UsageError, add_scenario_arguments
+from .paths import check_out_dir, make_out_dir
+
+MAX_ROUNDS = 10**5
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -91,14 +94,14 @@ def _plot(table: dict, path: Path) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.rounds < 1:
-        raise UsageError(f"--rounds: {args.rounds} is out of range; allowed: >= 1")
+    if not 1 <= args.rounds <= MAX_ROUNDS:
+        raise UsageError(f"--rounds: {args.rounds} is out of range; allowed: an integer in [1, {MAX_ROUNDS}]")
     scenario = load_scenario(args.scenario, args.overrides)
+    check_out_dir(args.out)
     table = reference_latencies(scenario, args.rounds)
     mid = middle_cut(max(table) + 1)
     best = min(table, key=lambda c: table[c]["total"])
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = make_out_dir(args.out)
     report = {"scenario": scenario.to_dict(), "rounds": args.rounds, "by_cut": table, "fixed_cut": mid,
               "best_common_cut": best}
     (out / "report.json").write_text(json.dumps(report, indent=1) + "\n")

@@ -10,16 +10,20 @@ terminates. See ``docs/environment.md``.
 
 from __future__ import annotations
 
+import dataclasses
+from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
+from gymnasium.error import ResetNeeded
 
+from ..config_files import clip
 from ..system.latency import PER_CLIENT, PHASE_KEYS, Latency
 from ..system.scenario import Scenario, load_scenario
 from ..system.state import Allocation, Observation, RoundState
 from .codecs import Codec, Decoded
-from .config import build_config, default_config
+from .config import EnvConfigError, build_config, default_config
 from .core import PSLCore, StepOutcome
 
 
@@ -55,7 +59,8 @@ class PSLEnv(gym.Env):
 
     Args:
         config: overrides of ``default_config()`` (HighwayEnv style).
-        render_mode: ``None`` or ``"ansi"`` (a text summary of the last round).
+        render_mode: ``None``, ``"ansi"`` (a text summary of the last round) or ``"rgb_array"`` (a
+            picture of it: subchannel owners, cuts and phases, see ``psl_env.envs.render``).
         **kwargs: the same keys as ``config`` (they win over it), e.g. ``scenario="small-exact"``,
             ``action_type="multidiscrete"``, ``overrides={"phi": 0.3}``, ``trace_path="r.jsonl"``.
 
@@ -68,7 +73,8 @@ class PSLEnv(gym.Env):
         last_allocation: the ``Allocation`` decoded by the last step.
     """
 
-    metadata = {"render_modes": ["ansi"], "render_fps": 4}
+    metadata = {"render_modes": ["ansi", "rgb_array"], "render_fps": 4}
+    _spec = None
 
     @classmethod
     def default_config(cls) -> dict[str, Any]:
@@ -77,6 +83,7 @@ class PSLEnv(gym.Env):
 
     def __init__(self, config: dict | None = None, render_mode: str | None = None, **kwargs: Any) -> None:
         self.config = build_config(config, **kwargs)
+        self._check_trace_path(self.config["trace_path"])
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode: {render_mode!r} is not allowed; allowed: {self.metadata['render_modes']}")
         self.render_mode = render_mode
@@ -98,6 +105,19 @@ class PSLEnv(gym.Env):
         self._last_info: dict[str, Any] | None = None
         self.last_latency: Latency | None = None  # the priced last round
         self._trace = None
+        self._episode_over = False
+
+    @property
+    def spec(self) -> Any:
+        """The ``EnvSpec`` from ``gym.make``; ``max_episode_steps`` is the scenario's rounds."""
+        return self._spec
+
+    @spec.setter
+    def spec(self, value: Any) -> None:
+        # gym.make hands the env a spec without an episode length; the scenario knows it.
+        if value is not None and value.max_episode_steps is None:
+            value = dataclasses.replace(value, max_episode_steps=self._rounds)
+        self._spec = value
 
     @property
     def last_allocation(self) -> Allocation | None:
@@ -123,12 +143,16 @@ class PSLEnv(gym.Env):
         self._state = None
         self._last_decoded = None
         self._last_info = None
+        self._episode_over = False
         with np.errstate(divide="ignore"):
             return self.core.observe()[0], {}
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict]:
         if not self._started:
             raise RuntimeError("PSLEnv: call reset() before step()")
+        if self._episode_over:
+            raise ResetNeeded(f"PSLEnv: the episode ended (truncated after {self._rounds} rounds or terminated); "
+                              "call reset() before step()")
         codec = self.codec
         batch = codec.one(codec.validate(action))
         traced = self.config["trace_path"] is not None
@@ -145,9 +169,15 @@ class PSLEnv(gym.Env):
             self._write_trace(before, out.priced.rows(0), info, reward)
         self._last_info = info
         truncated = bool(self.core.round[0] >= self._rounds)
+        self._episode_over = truncated
         return obs, reward, False, truncated, info
 
-    def render(self) -> str | None:
+    def render(self) -> str | np.ndarray | None:
+        if self.render_mode == "rgb_array":
+            from .render import render_round  # noqa: PLC0415
+
+            return render_round(self._last_info, self._n, self.scenario.num_subchannels,
+                                self.latency_model.num_blocks)
         if self.render_mode != "ansi":
             return None
         if self._last_info is None:
@@ -195,6 +225,19 @@ class PSLEnv(gym.Env):
                    np.full((1, n), np.inf) if b.battery_j is None else b.battery_j)
         return self.encoder.encode(b.gains, b.client_flops, b.power_budget_w, b.prev_cut, b.has_prev,
                                    np.array([float(prev_latency_ratio)]), b.round, b.sync, devices=devices)[0]
+
+    @staticmethod
+    def _check_trace_path(path: Any) -> None:
+        """``trace_path``: None, or a file path in an existing folder (the trace is written at the first step)."""
+        if path is None:
+            return
+        if not isinstance(path, (str, Path)) or not str(path):
+            raise EnvConfigError(f"trace_path: expected a file path, got {type(path).__name__}")
+        target = Path(path)
+        if target.is_dir():
+            raise EnvConfigError(f"trace_path: {clip(str(path))!r} is a folder; allowed: a file path (JSONL)")
+        if not target.parent.is_dir():
+            raise EnvConfigError(f"trace_path: folder {clip(str(target.parent))!r} does not exist")
 
     def _write_trace(self, state: RoundState, latency: Latency, info: dict, reward: float) -> None:
         from ..system.trace import RoundTraceWriter, trace_record  # noqa: PLC0415 - only when tracing

@@ -53,7 +53,7 @@ class PSLTrainEnv(PSLEnv):
     Args:
         config: overrides of ``default_config()`` (PSL-v0's keys; the default scenario is
             ``digits-train``).
-        render_mode: ``None`` or ``"ansi"``.
+        render_mode: ``None``, ``"ansi"`` or ``"rgb_array"`` (PSL-v0's picture of the round).
         **kwargs: the same keys as ``config``.
 
     Attributes:
@@ -138,6 +138,7 @@ class PSLTrainEnv(PSLEnv):
         self.sim_time_s += dt
         info.update(self._train_info(), evaluated=res.evaluated, step_time_s=dt)
         terminated = bool(self.accuracy >= self.target_accuracy)
+        self._episode_over = self._episode_over or terminated  # stepping on raises until reset
         return self._extend(obs), reward, terminated, truncated and not terminated, info
 
     def render(self) -> str | None:

@@ -16,8 +16,7 @@ from typing import Any, Iterable
 
 import yaml
 
-# Shipped scenarios live in the repository (configs/scenarios); the package is installed editable.
-SCENARIO_DIR = Path(__file__).resolve().parents[2] / "configs" / "scenarios"
+from ..config_files import brief, clip, locate, read_yaml, shipped
 
 SCHEMES = ("psl", "epsl", "sfl", "edgesplit")
 
@@ -249,14 +248,16 @@ def parse_overrides(items: Iterable[str] | dict | None) -> dict[str, Any]:
         return {}
     if isinstance(items, dict):
         return dict(items)
+    if isinstance(items, str):
+        items = [items]  # one "key=value" string, not its characters
     out: dict[str, Any] = {}
     for item in items:
-        if "=" not in item:
-            raise ScenarioError(f"--set {item!r}: expected key=value")
+        if not isinstance(item, str) or "=" not in item:
+            raise ScenarioError(f"override {brief(item)}: expected key=value")
         key, _, raw = item.partition("=")
         key = key.strip()
         if not key:
-            raise ScenarioError(f"--set {item!r}: empty key")
+            raise ScenarioError(f"override {brief(item)}: empty key")
         try:
             out[key] = yaml.safe_load(raw) if raw.strip() else ""
         except yaml.YAMLError:
@@ -268,23 +269,29 @@ def _apply_override(cfg: dict, key: str, value: Any) -> None:
     parts = key.split(".")
     node = cfg
     for i, part in enumerate(parts[:-1]):
-        if not isinstance(node.get(part), dict):
-            raise ScenarioError(f"{'.'.join(parts[: i + 1])}: unknown section; allowed: "
-                                f"{sorted(k for k, v in node.items() if isinstance(v, dict))}")
+        here = ".".join(parts[: i + 1])
+        if part not in node:
+            sections = sorted(k for k, v in node.items() if isinstance(v, dict))
+            if sections:
+                raise ScenarioError(f"{clip(here)}: unknown section; allowed: {sections}")
+            raise ScenarioError(f"{clip(here)}: unknown key; allowed: {sorted(node)}")
+        if not isinstance(node[part], dict):
+            raise ScenarioError(f"{here}: is a value, not a section (no dotted keys below it); "
+                                f"set it with {here}=VALUE")
         node = node[part]
     if parts[-1] not in node:
-        raise ScenarioError(f"{key}: unknown key; allowed: {sorted(node)}")
+        raise ScenarioError(f"{clip(key)}: unknown key; allowed: {sorted(node)}")
     node[parts[-1]] = value
 
 
 def _merge(base: dict, user: dict, prefix: str = "") -> dict:
     for key, value in user.items():
-        full = f"{prefix}{key}"
+        full = clip(f"{prefix}{key}")
         if key not in base:
             raise ScenarioError(f"{full}: unknown key; allowed: {sorted(base)}")
         if isinstance(base[key], dict):
             if not isinstance(value, dict):
-                raise ScenarioError(f"{full}: expected a mapping of {sorted(base[key])}, got {value!r}")
+                raise ScenarioError(f"{full}: expected a mapping of {sorted(base[key])}, got {brief(value)}")
             _merge(base[key], value, full + ".")
         else:
             base[key] = value
@@ -312,14 +319,14 @@ def _check_number(key: str, value: Any, kind: type, meta: dict) -> Any:
             if isinstance(value, float) and value.is_integer():
                 value = int(value)
             else:
-                raise ScenarioError(f"{key}: expected an integer {_describe(meta)}, got {value!r}")
+                raise ScenarioError(f"{key}: expected an integer {_describe(meta)}, got {brief(value)}")
     else:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ScenarioError(f"{key}: expected a number {_describe(meta)}, got {value!r}")
+            raise ScenarioError(f"{key}: expected a number {_describe(meta)}, got {brief(value)}")
         value = float(value)
     lo, hi = meta.get("low"), meta.get("high")
     if (lo is not None and value < lo) or (hi is not None and value > hi) or value != value:
-        raise ScenarioError(f"{key}: {value!r} is out of range; allowed {_describe(meta)}")
+        raise ScenarioError(f"{key}: {brief(value)} is out of range; allowed {_describe(meta)}")
     return value
 
 
@@ -330,24 +337,24 @@ def _check_field(key: str, value: Any, kind: Any, meta: dict) -> Any:
         raise ScenarioError(f"{key}: must be set ({_describe(meta)})")
     if meta.get("choices") is not None:
         if value not in meta["choices"]:
-            raise ScenarioError(f"{key}: {value!r} is not allowed; allowed: {list(meta['choices'])}")
+            raise ScenarioError(f"{key}: {brief(value)} is not allowed; allowed: {list(meta['choices'])}")
         return value
     if kind in (int, float):
         return _check_number(key, value, kind, meta)
     if kind is bool:
         if not isinstance(value, bool):
-            raise ScenarioError(f"{key}: expected true or false, got {value!r}")
+            raise ScenarioError(f"{key}: expected true or false, got {brief(value)}")
         return value
     if kind is str:
         if not isinstance(value, str) or not value:
-            raise ScenarioError(f"{key}: expected a non-empty string, got {value!r}")
+            raise ScenarioError(f"{key}: expected a non-empty string, got {brief(value)}")
         return value
     if kind is list:
         if not isinstance(value, (list, tuple)):
-            raise ScenarioError(f"{key}: expected a list, got {value!r}")
+            raise ScenarioError(f"{key}: expected a list, got {brief(value)}")
         if meta.get("low") is not None:  # a [low, high] numeric range
             if len(value) != 2:
-                raise ScenarioError(f"{key}: expected [low, high] with values {_describe(meta)}, got {value!r}")
+                raise ScenarioError(f"{key}: expected [low, high] with values {_describe(meta)}, got {brief(value)}")
             lo, hi = (_check_number(f"{key}[{i}]", v, float, meta) for i, v in enumerate(value))
             if lo > hi:
                 raise ScenarioError(f"{key}: low {lo:g} exceeds high {hi:g}")
@@ -406,16 +413,26 @@ def _cross_checks(s: Scenario) -> None:
                             "rows tie the clients together); allowed: phi = 0, or round_structure 'phases'")
     corr = s.channel.correlation
     if corr != "doppler" and (isinstance(corr, bool) or not isinstance(corr, (int, float)) or not 0 <= corr <= 1):
-        raise ScenarioError(f"channel.correlation: {corr!r} is not allowed; allowed: a number in [0, 1] or 'doppler'")
+        raise ScenarioError(f"channel.correlation: {brief(corr)} is not allowed; allowed: a number in [0, 1] or "
+                            "'doppler'")
     if s.devices.kind == "classes":
         total = sum(c["count"] for c in s.devices.classes)
         if total != s.num_clients:
             raise ScenarioError(f"devices.classes: counts sum to {total}, but num_clients={s.num_clients}; "
                                 "allowed: counts summing to num_clients")
+    if s.devices.kind != "classes" and s.devices.classes:
+        raise ScenarioError(f"devices.classes: given, but devices.kind is {s.devices.kind!r}; allowed: "
+                            "devices.kind: classes with a list of classes, or no classes")
+    for key, value in (("channel.trace_file", s.channel.trace_file), ("training.data_dir", s.training.data_dir)):
+        if value is not None and (not isinstance(value, str) or not value):
+            raise ScenarioError(f"{key}: expected a path (a non-empty string), got {brief(value)}")
+    if s.channel.trace_file is not None and Path(s.channel.trace_file).is_dir():
+        raise ScenarioError(f"channel.trace_file: {brief(s.channel.trace_file)} is a folder; allowed: a .npz or "
+                            ".jsonl trace file")
     from .channels import CHANNELS  # noqa: PLC0415 - the channel models import this module
 
     if s.channel.kind not in CHANNELS:
-        raise ScenarioError(f"channel.kind: {s.channel.kind!r} is not allowed; allowed: {sorted(CHANNELS)}")
+        raise ScenarioError(f"channel.kind: {brief(s.channel.kind)} is not allowed; allowed: {sorted(CHANNELS)}")
     if s.channel.kind == "trace" and not s.channel.trace_file:
         raise ScenarioError("channel.trace_file: must be set when channel.kind is 'trace'")
 
@@ -441,31 +458,27 @@ def build_scenario(cfg: dict | None = None, overrides: Iterable[str] | dict | No
 
 
 def available_scenarios() -> list[str]:
-    """Names of the scenarios shipped in ``psl_env/scenarios``."""
-    return sorted(p.stem for p in SCENARIO_DIR.glob("*.yaml"))
+    """Names of the shipped scenarios (``configs/scenarios`` of the repository, installed with the package)."""
+    return list(shipped("scenarios"))
 
 
 def load_scenario(name_or_path: str | Path | dict | Scenario | None = None,
                   overrides: Iterable[str] | dict | None = None) -> Scenario:
-    """A scenario by shipped name, YAML path, mapping or ``Scenario``, with overrides applied."""
+    """A scenario by shipped name, YAML path, mapping or ``Scenario``, with overrides applied.
+
+    A string names an existing file first, then a shipped scenario.
+    """
     if isinstance(name_or_path, Scenario):
         return name_or_path.replace(**parse_overrides(overrides)) if overrides else name_or_path
     if name_or_path is None or isinstance(name_or_path, dict):
         return build_scenario(name_or_path, overrides)
-    path = Path(name_or_path)
-    if not path.exists():
-        shipped = SCENARIO_DIR / f"{name_or_path}.yaml"
-        if not shipped.exists():
-            raise ScenarioError(f"scenario: {str(name_or_path)!r} is neither a file nor a shipped scenario; "
-                                f"allowed: {available_scenarios()} or a path to a .yaml file")
-        path = shipped
-    try:
-        cfg = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise ScenarioError(f"scenario: {path.name} is not valid YAML ({str(err).splitlines()[0]})") from None
-    cfg = cfg or {}
+    if not isinstance(name_or_path, (str, Path)):
+        raise ScenarioError(f"scenario: expected a shipped name, a YAML path, a mapping or a Scenario, got "
+                            f"{type(name_or_path).__name__}")
+    source, stem = locate(name_or_path, "scenarios", "scenario", ScenarioError)
+    cfg = read_yaml(source, f"scenario {brief(str(name_or_path))}", ScenarioError)
     if isinstance(cfg, dict) and "name" not in cfg:
-        cfg["name"] = path.stem
+        cfg["name"] = stem
     return build_scenario(cfg, overrides)
 
 

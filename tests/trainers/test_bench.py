@@ -148,3 +148,78 @@ def test_train_on_an_untrainable_scenario_exits_2_and_writes_nothing(tmp_path, c
     err = capsys.readouterr().err.strip()
     assert code == 2 and err.startswith("psl bench: error:") and "32x32" in err and len(err.splitlines()) == 1
     assert not out.exists()
+
+
+# -- trained policies: their scenario, and the hint psl train prints ------------------------------
+
+def test_a_trained_policy_is_benchmarked_on_its_training_scenario_and_the_hint_runs(tmp_path, capsys, monkeypatch):
+    import shlex
+
+    import yaml
+
+    from .test_train import tiny_config
+
+    monkeypatch.chdir(tmp_path)  # the hint writes to the default runs/bench
+    scenario = tmp_path / "my net.yaml"
+    scenario.write_text(yaml.safe_dump({"name": "my-net", "num_clients": 3, "num_subchannels": 6,
+                                        "model": "resnet18-32", "rounds": 4}))
+    run = tmp_path / "my run"
+    assert main(["train", "--no-progress", "--config", str(tiny_config(tmp_path)), "--scenario", str(scenario),
+                 "--set", "csi=delayed", "--timesteps", "32", "--out", str(run)]) == 0
+    hint = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("benchmark it: "))
+    argv = shlex.split(hint[len("benchmark it: "):])
+    assert argv[:2] == ["psl", "bench"] and "--scenario" not in argv
+    assert main(argv[1:]) == 0
+    assert "warning" not in capsys.readouterr().err
+    res = json.loads((tmp_path / "runs" / "bench" / "results.json").read_text())
+    assert res["scenario"]["name"] == "my-net" and res["scenario"]["csi"] == "delayed" and res["rounds"] == 4
+    assert "--scenario" not in res["command"]
+    # another scenario on purpose: benchmarked there, with a warning naming what differs
+    assert main(["bench", "--scenario", "small-exact", "--methods", f"ppo:{run}", "--rounds", "2", "--episodes", "1",
+                 "--out", str(tmp_path / "other"), "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    assert f"warning: ppo:{run} was trained on another scenario" in err and "csi 'delayed' -> 'perfect'" in err
+
+
+# -- decision timing ---------------------------------------------------------------------------------
+
+class _ColdStart(FixedDecisionMaker):
+    """A decision maker whose first decision costs 1000 s of a fake clock, the others 1 ms."""
+
+    def __init__(self, model, clock):
+        super().__init__(model)
+        self.clock, self.calls = clock, 0
+
+    def decide(self, state):
+        self.calls += 1
+        self.clock[0] += 1000.0 if self.calls == 1 else 0.001
+        return super().decide(state)
+
+
+def test_decision_times_exclude_a_first_untimed_decision(monkeypatch):
+    import trainers.bench as bench
+
+    clock = [0.0]
+    monkeypatch.setattr(bench.time, "perf_counter", lambda: clock[0])
+    scenario = load_scenario("small-exact", ["rounds=3"])
+    dm = _ColdStart(LatencyModel(scenario, load_profile(scenario.model)), clock)
+    res = run_benchmark(scenario, ["cold", "random"], episodes=2, seed=7, decision_makers={"cold": dm})
+    assert dm.calls == 1 + 2 * 3
+    assert res["per_round"]["cold"]["decision_ms"] == pytest.approx([1.0] * 6)
+
+
+def test_the_untimed_decision_changes_no_result():
+    from agents.registry import make_decision_maker
+    from psl_env.system.simulator import NetworkSimulator
+
+    scenario = load_scenario("small-exact", ["rounds=4"])
+    res = run_benchmark(scenario, ["random"], episodes=2, seed=3)
+    model = LatencyModel(scenario, load_profile(scenario.model))
+    dm, sim, expected = make_decision_maker("random", model, 3), NetworkSimulator(scenario), []
+    for seed in (3, 4):
+        dm.reset(seed)
+        state = sim.reset(seed)
+        for _ in range(4):
+            latency, state = sim.step(dm.decide(state.observation()))
+            expected.append(latency.total)
+    np.testing.assert_array_equal(res["per_round"]["random"]["latency_s"], expected)

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import numpy as np
 from stable_baselines3.common.logger import configure
 
-from trainers.callbacks import PSLMetricsCallback, latest_checkpoint
+from trainers.callbacks import PSLMetricsCallback
 
 
 def _info(latency, cut, **extra):
@@ -40,14 +40,6 @@ def test_metrics_callback_logs_every_tag(tmp_path):
             "psl/migration_s", "psl/latency_ratio", "psl/repairs", "psl/accuracy", "psl/sim_time_s"} <= scalars
     hist = acc.Histograms("psl/cut")[-1].histogram_value
     assert hist.num == 12 and hist.min == 3 and hist.max == 5
-
-
-def test_latest_checkpoint_picks_most_steps(tmp_path):
-    assert latest_checkpoint(tmp_path) is None
-    for steps in (100, 20, 1000):
-        (tmp_path / f"ckpt_{steps}_steps.zip").write_bytes(b"")
-    (tmp_path / "ckpt_x_steps.zip").write_bytes(b"")
-    assert latest_checkpoint(tmp_path).name == "ckpt_1000_steps.zip"
 
 
 def test_plain_tqdm_bar_when_rich_is_missing(tmp_path, monkeypatch):

@@ -40,7 +40,7 @@ def train(*argv: str) -> int:
 
 # -- configs ---------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("path", shipped_configs(), ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", list(shipped_configs()))
 def test_shipped_configs_validate(path):
     entry, algo = read_config_file(path)
     cfg = build_agent_config(entry, algo)
@@ -64,10 +64,58 @@ def test_overrides_and_values():
     ({"algo": "dqn"}, "algo"),
     ({"algo": "ppo", "tau": 0.1}, "tau"),
     ({"algo": "ppo", "env_wrapper": ["nowhere.Wrapper"]}, "env_wrapper"),
+    ({"algo": "ppo", "vec_env": "dummy", "env_wrapper": ["os.system"]},
+     "env_wrapper: 'os.system' is not allowed; allowed: gymnasium.Wrapper subclasses"),
+    ({"algo": "ppo", "gamma": 1.5}, "gamma: 1.5 is not allowed; allowed: a number in [0, 1]"),
+    ({"algo": "ppo", "learning_rate": -1e-3}, "learning_rate: -0.001 is not allowed"),
+    ({"algo": "ppo", "learning_rate": "lin_5"}, "learning_rate: 'lin_5' must start in (0, 1]"),
+    ({"algo": "ppo", "n_steps": 0}, "n_steps: 0 is not allowed"),
+    ({"algo": "ppo", "ent_coef": "auto"}, "ent_coef: 'auto' is not allowed"),
+    ({"algo": "sac", "tau": 0}, "tau: 0 is not allowed; allowed: a number in (0, 1]"),
+    ({"algo": "sac", "train_freq": [4, "minute"]}, "train_freq"),
+    ({"algo": "ppo", "policy_kwargs": {"net_arch": [64, -1]}}, "policy_kwargs.net_arch"),
+    ({"algo": "ppo", "env_id": "CartPole-v1"}, "env_id: 'CartPole-v1' is not allowed"),
 ])
 def test_bad_config_values_name_the_key(entry, needle):
-    with pytest.raises(AgentConfigError, match=needle):
+    with pytest.raises(AgentConfigError) as err:
         build_agent_config(entry)
+    assert needle in str(err.value)
+
+
+def test_sac_accepts_automatic_entropy_and_zoo_algo_names():
+    sac = build_agent_config({"algo": "sac", "ent_coef": "auto_0.1", "env_kwargs": {"action_type": "box"}})
+    assert sac.algo == "sac"
+    assert build_agent_config({"algo": "ppo_mask", "env_kwargs": {"action_type": "assisted"}}).algo == "maskable-ppo"
+
+
+def _config_file(tmp_path, data) -> Path:
+    path = tmp_path / "agent.yaml"
+    path.write_text(yaml.safe_dump(data) if not isinstance(data, str) else data)
+    return path
+
+
+def test_own_keys_sit_under_psl_or_in_the_entry_but_not_both(tmp_path):
+    entry, algo = read_config_file(_config_file(tmp_path, {"psl_env/PSL-v0": {"n_envs": 2}, "psl": {"algo": "a2c"}}))
+    assert build_agent_config(entry, algo).algo == "a2c" and entry["env_id"] == "psl_env/PSL-v0"
+    entry, algo = read_config_file(_config_file(tmp_path, {"psl_env/PSL-v0": {"algo": "td3", "eval_freq": 5}}))
+    assert build_agent_config(entry, algo).eval_freq == 5  # older files: the project's keys in the entry
+    with pytest.raises(AgentConfigError, match="algo: given both in the 'psl_env/PSL-v0' entry and under psl:"):
+        read_config_file(_config_file(tmp_path, {"psl_env/PSL-v0": {"algo": "ppo"}, "psl": {"algo": "a2c"}}))
+    with pytest.raises(AgentConfigError, match=r"psl.gamma: unknown key; allowed: \['algo', 'checkpoint_freq'"):
+        read_config_file(_config_file(tmp_path, {"psl_env/PSL-v0": {}, "psl": {"gamma": 0.9}}))
+
+
+@pytest.mark.parametrize("text, fragment", [
+    ("CartPole-v1:\n  n_envs: 8\n", "no entry for 'psl_env/PSL-v0' or 'psl_env/PSLTrain-v0'; found ['CartPole-v1']"),
+    ("psl_env/PSL-v0:\n  n_envs: 8\n  n_envs: 4\n", "key 'n_envs' is given twice (line 3)"),
+    ("", "the file is empty"),
+    ("psl_env/PSL-v0: [1, 2]\n", "entry must be a mapping"),
+])
+def test_config_file_faults_are_named(tmp_path, text, fragment):
+    with pytest.raises(AgentConfigError) as err:
+        read_config_file(_config_file(tmp_path, text))
+    assert fragment in str(err.value)
+    assert "algo: None" not in str(err.value)
 
 
 # -- command line ----------------------------------------------------------------------------------
@@ -82,6 +130,10 @@ def test_bad_config_values_name_the_key(entry, needle):
     (["--hyperparams", "env_kwargs.reward=cubic"], "reward"),
     (["--device", "tpu"], "--device"),
     (["--eval-freq", "-5"], "--eval-freq"),
+    (["--hyperparams", "gamma=1.5"], "gamma: 1.5 is not allowed"),
+    (["--hyperparams", "env_kwargs.action.levels=1", "--hyperparams", "env_kwargs.action_type=multidiscrete"],
+     "levels"),
+    (["--timesteps", "100000000000"], "--timesteps: 100000000000 is not allowed; allowed: an integer in [1, "),
 ])
 def test_bad_input_is_one_line_exit_2_nothing_written(tmp_path, capsys, extra, needle):
     cfg = tiny_config(tmp_path)
@@ -90,6 +142,38 @@ def test_bad_input_is_one_line_exit_2_nothing_written(tmp_path, capsys, extra, n
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and needle in err
     assert not out.exists()
+
+
+def test_summary_states_what_ran_and_what_was_written(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert train("--config", str(tiny_config(tmp_path)), "--out", str(out), "--timesteps", "40", *TINY) == 0
+    printed = capsys.readouterr().out
+    assert "64 steps (asked for 40; ppo collects rollouts of n_steps x n_envs = 32 steps)" in printed
+    files = next(line for line in printed.splitlines() if line.startswith("run folder: "))
+    assert "model.zip" in files and "checkpoints/ (1)" in files and "eval.csv" not in files  # no evaluation ran
+
+
+def test_cuda_without_a_gpu_is_refused(tmp_path, capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    out = tmp_path / "run"
+    assert train("--config", str(tiny_config(tmp_path)), "--out", str(out), "--device", "cuda", *TINY) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "psl train: error: --device: 'cuda' is not available (this machine has 0 CUDA device(s)); " \
+                  "allowed: cpu, auto" and not out.exists()
+
+
+@pytest.mark.parametrize("vec_env", ["dummy", "subproc"])
+def test_training_env_on_a_scenario_it_cannot_train_is_one_line(tmp_path, capsys, vec_env):
+    cfg = _config_file(tmp_path, {"psl_env/PSLTrain-v0": {"n_envs": 2, "env_kwargs": {"action_type": "assisted"}},
+                                  "psl": {"algo": "ppo", "vec_env": vec_env}})
+    out = tmp_path / "run"
+    assert train("--config", str(cfg), "--scenario", "epsl-resnet18", "--out", str(out)) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "psl_env/PSLTrain-v0 cannot be built on scenario 'epsl-resnet18'" in err
+    assert "expects 64x64 inputs" in err and not out.exists()
 
 
 def test_missing_config_and_busy_out(tmp_path, capsys):
@@ -211,11 +295,12 @@ def test_single_env_vectorizations_train(tmp_path, vec_env):
 def test_training_mode_env_logs_accuracy_and_simulated_time(tmp_path):
     cfg = tmp_path / "ppo-train.yaml"
     cfg.write_text(yaml.safe_dump({"psl_env/PSLTrain-v0": {
-        "algo": "ppo", "n_envs": 2, "vec_env": "dummy", "env_kwargs": {"action_type": "assisted"},
-        "n_steps": 4, "batch_size": 8, "n_epochs": 1, "policy_kwargs": {"net_arch": [8]}}}))
+        "n_envs": 2, "env_kwargs": {"action_type": "assisted"}, "n_steps": 4, "batch_size": 8, "n_epochs": 1,
+        "policy_kwargs": {"net_arch": [8]}}, "psl": {"algo": "ppo", "vec_env": "dummy"}}))
     out = tmp_path / "run"
-    assert train("--config", str(cfg), "--scenario", "digits-train", "--set", "rounds=4", "--timesteps", "8",
-                 "--out", str(out)) == 0
-    assert yaml.safe_load((out / "config.yaml").read_text())["env_id"] == "psl_env/PSLTrain-v0"
+    # no --scenario: the training-mode env defaults to the scenario it can train (digits-train)
+    assert train("--config", str(cfg), "--set", "rounds=4", "--timesteps", "8", "--out", str(out)) == 0
+    run = yaml.safe_load((out / "config.yaml").read_text())
+    assert run["env_id"] == "psl_env/PSLTrain-v0" and run["scenario"]["name"] == "digits-train"
     scalars = set(_events(out / "tb").Tags()["scalars"])
     assert {"psl/accuracy", "psl/sim_time_s", "psl/latency_s"} <= scalars

@@ -30,13 +30,15 @@ def rollout(env, seed: int, steps: int, action_seed: int = 0):
     env.action_space.seed(action_seed)
     for _ in range(steps):
         out.append(env.step(env.action_space.sample()))
+        if out[-1][3]:  # truncated: the next episode continues the generator
+            out.append(env.reset())
     return out
 
 
 @pytest.mark.parametrize("action_type", CODECS)
 def test_same_seed_same_trajectory(action_type):
     kwargs = {"scenario": "small-exact", "action_type": action_type, "overrides": {"rounds": 4}}
-    a = rollout(PSLEnv(**kwargs), seed=5, steps=9)  # crosses two episode ends (no reset: keeps stepping)
+    a = rollout(PSLEnv(**kwargs), seed=5, steps=9)  # crosses two episode ends
     b = rollout(PSLEnv(**kwargs), seed=5, steps=9)
     assert_same(a, b)
     c = rollout(PSLEnv(**kwargs), seed=6, steps=1)

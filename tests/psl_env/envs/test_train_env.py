@@ -117,6 +117,8 @@ def test_terminates_at_the_target_accuracy():
         assert not truncated and info["accuracy"] < 0.4
     assert terminated and not truncated and info["evaluated"] and info["accuracy"] >= 0.4
     assert step % 2 == 0 and step < 200
+    with pytest.raises(gym.error.ResetNeeded):  # the episode is over: no step before reset
+        env.step(1)
 
 
 def test_truncates_at_the_round_limit():

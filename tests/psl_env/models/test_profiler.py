@@ -185,12 +185,18 @@ def test_bits_per_element_scales_bits_only() -> None:
         profile_model(model, bits_per_element=0)
 
 
-def test_unknown_leaf_module_raises() -> None:
-    class Mystery(nn.Module):
+def test_leaf_module_without_a_rule_is_counted_by_its_ops_or_refused() -> None:
+    class Doubler(nn.Module):
         def forward(self, x):
             return x * 2
 
-    with pytest.raises(ValueError, match="no FLOP rule.*Mystery"):
+    class Mystery(nn.Module):
+        def forward(self, x):
+            return torch.erf(x)
+
+    profile = profile_model(toy([nn.Linear(4, 4), Doubler()], (4,)))
+    assert profile.fwd_flops[2] - profile.fwd_flops[1] == 4  # one multiply per element
+    with pytest.raises(ValueError, match="block 'b1' computes aten.erf in a custom forward or a module without"):
         profile_model(toy([nn.Linear(4, 4), Mystery()], (4,)))
 
 
@@ -222,8 +228,8 @@ def test_write_shipped_profiles_regenerates_same_files(tmp_path) -> None:
     paths = write_shipped_profiles(tmp_path)
     assert sorted(p.name for p in paths) == sorted(f"{n}.json" for n in SHIPPED_PROFILES)
     shipped_dir = Path(psl_env.__file__).parent / "models" / "profiles"
-    for path in paths:
-        assert json.loads(path.read_text()) == json.loads((shipped_dir / path.name).read_text())
+    for path in paths:  # byte for byte: counting functional ops changed no shipped profile
+        assert path.read_bytes() == (shipped_dir / path.name).read_bytes(), path.name
 
 
 def test_profile_json_round_trip(fresh, tmp_path) -> None:
@@ -313,3 +319,126 @@ def test_invalid_profiles_raise(mutate, match) -> None:
 def test_unknown_profile_name_raises() -> None:
     with pytest.raises(ValueError, match="unknown profile"):
         load_profile("resnet50-224")
+
+
+# ---------------------------------------------------------------- functional ops and user models
+
+class ModuleResidual(nn.Module):
+    """conv-bn, residual add, relu, as leaf modules."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        from psl_env.models.base import Add
+
+        self.conv, self.bn, self.add, self.relu = nn.Conv2d(4, 4, 3, padding=1), nn.BatchNorm2d(4), Add(), nn.ReLU()
+
+    def forward(self, x):
+        return self.relu(self.add(self.bn(self.conv(x)), x))
+
+
+class FunctionalResidual(ModuleResidual):
+    """The same block with the add and the relu written functionally."""
+
+    def forward(self, x):
+        return torch.relu(self.bn(self.conv(x)) + x)
+
+
+class FunctionalHead(nn.Module):
+    """Global average pooling and a linear layer, all functional, on the block's own parameters."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight, self.bias = nn.Parameter(torch.randn(3, 4)), nn.Parameter(torch.zeros(3))
+        self.conv_weight = nn.Parameter(torch.randn(4, 4, 3, 3))
+
+    def forward(self, x):
+        x = torch.nn.functional.conv2d(x, self.conv_weight, padding=1)
+        return torch.nn.functional.linear(x.mean((2, 3)), self.weight, self.bias)
+
+
+class ModuleHead(nn.Sequential):
+    def __init__(self) -> None:
+        super().__init__(nn.Conv2d(4, 4, 3, padding=1, bias=False), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                         nn.Linear(4, 3))
+
+
+def test_functional_ops_count_like_their_modules() -> None:
+    shape = (4, 6, 6)
+    functional = profile_model(toy([FunctionalResidual(), FunctionalHead()], shape))
+    modules = profile_model(toy([ModuleResidual(), ModuleHead()], shape))
+    for key in ("fwd_flops", "bwd_flops", "act_mem_bytes"):
+        np.testing.assert_allclose(getattr(functional, key), getattr(modules, key), rtol=1e-12, err_msg=key)
+    assert functional.extra["fwd_flops_by_kind"] == modules.extra["fwd_flops_by_kind"]
+    assert functional.fwd_flops[1] > profile_model(toy([nn.Sequential(nn.Conv2d(4, 4, 3, padding=1),
+                                                                      nn.BatchNorm2d(4)), ModuleHead()],
+                                                       shape)).fwd_flops[1]  # the add and relu are counted
+
+
+def test_functional_ops_without_a_convention_are_refused() -> None:
+    class Softmaxed(nn.Sequential):
+        def forward(self, x):
+            return torch.softmax(super().forward(x), dim=1)
+
+    with pytest.raises(ValueError, match=r"block 'b0' computes aten._softmax in a custom forward"):
+        profile_model(toy([Softmaxed(nn.Linear(4, 4)), nn.Linear(4, 2)], (4,)))
+
+
+USER_MODULE = """
+import torch
+from torch import nn
+from psl_env.models.base import SplitModel
+
+
+class TinyNet(SplitModel):
+    def __init__(self, input_shape=(3, 8, 8), num_classes=5):
+        blocks = [Stem(input_shape[0]), nn.Sequential(nn.Flatten(), nn.Linear(8 * input_shape[1] * input_shape[2],
+                                                                              num_classes))]
+        super().__init__("tinynet", blocks, ["stem", "head"], input_shape, num_classes)
+
+
+class Stem(nn.Module):
+    def __init__(self, channels):
+        super().__init__()
+        self.conv = nn.Conv2d(channels, 8, 3, padding=1)
+
+    def forward(self, x):
+        return torch.relu(self.conv(x))  # functional: counted by the profiler
+
+
+def sequential():
+    return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 8 * 8, 6))
+"""
+
+
+def test_psl_profile_loads_a_users_model(tmp_path, monkeypatch, capsys) -> None:
+    from trainers.cli import main
+
+    (tmp_path / "mynets.py").write_text(USER_MODULE)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delitem(sys.modules, "mynets", raising=False)
+    assert main(["profile", "mynets:TinyNet", "--input", "3x8x8", "--out", "tiny.json"]) == 0
+    profile = ModelProfile.load(tmp_path / "tiny.json")
+    assert profile.block_names == ("stem", "head") and profile.num_classes == 5 and profile.input_shape == (3, 8, 8)
+    conv = 2 * 8 * 64 * 3 * 9 + 8 * 64
+    assert profile.fwd_flops[1] == conv + 8 * 64  # the functional relu: 1 FLOP per element
+    assert main(["profile", str(tmp_path / "mynets.py") + ":sequential", "--input", "3x8x8"]) == 0
+    assert "sequential-3x8x8: input 3x8x8, L=4 blocks" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("spec, fragment", [
+    ("nowhere_at_all:Net", "cannot be loaded (ModuleNotFoundError"),
+    ("mynets:Missing", "cannot be loaded (AttributeError"),
+    ("mynets:torch", "gives a module; allowed: a psl_env.models.base.SplitModel"),
+    ("mynets:sequential", "is an nn.Sequential; give its input shape with --input CxHxW"),
+    ("broken.py:Net", "cannot be loaded (ZeroDivisionError"),
+])
+def test_bad_user_models_are_one_line(tmp_path, monkeypatch, capsys, spec, fragment) -> None:
+    from trainers.cli import main
+
+    (tmp_path / "mynets.py").write_text(USER_MODULE)
+    (tmp_path / "broken.py").write_text("1 / 0\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delitem(sys.modules, "mynets", raising=False)
+    assert main(["profile", spec]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and fragment in err, err

@@ -31,7 +31,12 @@ def test_overrides_parse_yaml_scalars_and_reach_nested_keys():
 @pytest.mark.parametrize("overrides, fragment", [
     (["bogus=1"], "bogus: unknown key; allowed:"),
     (["channel.bogus=1"], "channel.bogus: unknown key; allowed:"),
-    (["bogus.x=1"], "bogus: unknown section"),
+    (["bogus.x=1"], "bogus: unknown section; allowed: ['channel', 'devices', 'dynamics', 'server', 'training']"),
+    (["channel.foo.bar=1"], "channel.foo: unknown key; allowed: ['carrier_hz', 'correlation'"),
+    (["channel.correlation.x=1"], "channel.correlation: is a value, not a section"),
+    (["devices.classes=[{count: 5}]"], "devices.classes: given, but devices.kind is 'loguniform'"),
+    (["channel.trace_file=[1, 2]"], "channel.trace_file: expected a path (a non-empty string)"),
+    (["training.data_dir=3"], "training.data_dir: expected a path"),
     (["num_clients=many"], "num_clients: expected an integer in [1, 1000]"),
     (["num_clients=2.5"], "num_clients: expected an integer"),
     (["phi=1.5"], "phi: 1.5 is out of range; allowed in [0, 1]"),
@@ -77,6 +82,50 @@ def test_unknown_scenario_and_bad_yaml(tmp_path):
     listy.write_text("- 1\n- 2\n")
     with pytest.raises(ScenarioError, match="expected a mapping"):
         load_scenario(listy)
+
+
+@pytest.mark.parametrize("content, fragment", [
+    (b"", "the file is empty"),
+    (b"# only a comment\n", "the file is empty"),
+    (b"num_clients: 3\nphi: 0.2\nnum_clients: 4\n", "key 'num_clients' is given twice (line 3)"),
+    (b"channel:\n  correlation: 0.5\n  correlation: 0.7\n", "key 'correlation' is given twice"),
+    (b"name: x\0\x01\x02", "not a text file"),
+    (b"name: \xff\xfe", "not a UTF-8 text file"),
+])
+def test_bad_scenario_files_name_the_file_and_the_fault(tmp_path, content, fragment):
+    path = tmp_path / "s.yaml"
+    path.write_bytes(content)
+    with pytest.raises(ScenarioError, match="^scenario ") as err:
+        load_scenario(path)
+    assert fragment in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_folder_or_a_huge_file_is_not_a_scenario(tmp_path):
+    (tmp_path / "folder.yaml").mkdir()
+    with pytest.raises(ScenarioError, match="is a folder, not a YAML file"):
+        load_scenario(tmp_path / "folder.yaml")
+    big = tmp_path / "big.yaml"
+    big.write_bytes(b"#" * (2 << 20))
+    with pytest.raises(ScenarioError, match="allowed: a YAML file of at most"):
+        load_scenario(big)
+    with pytest.raises(ScenarioError, match="is a folder; allowed: a .npz or .jsonl trace file"):
+        load_scenario("small-exact", [f"channel.trace_file={tmp_path}"])
+
+
+def test_an_alias_bomb_is_reported_in_a_few_hundred_characters(tmp_path):
+    levels = ["&l0 [" + ", ".join(["lol"] * 9) + "]"]
+    levels += [f"&l{i} [" + ", ".join([f"*l{i - 1}"] * 9) + "]" for i in range(1, 7)]  # 9^7 leaves if expanded
+    path = tmp_path / "bomb.yaml"
+    path.write_text(f"num_clients: [{', '.join(levels)}]\n")
+    with pytest.raises(ScenarioError, match="num_clients: expected an integer") as err:
+        load_scenario(path)
+    assert len(str(err.value)) < 300
+
+
+def test_overrides_given_as_one_string_or_bad_items():
+    assert load_scenario("small-exact", "phi=0.3").phi == 0.3
+    with pytest.raises(ScenarioError, match=r"^override 7: expected key=value$"):
+        load_scenario("small-exact", [7])
 
 
 def test_yaml_file_with_tags_is_rejected_safely(tmp_path):
