@@ -26,6 +26,10 @@ step with the first decoded cut as its initial cut, so the first round moves no 
 charges no migration on it either); the initial model, evaluated at ``reset``, does not depend on
 the cut.
 
+``training.engine: distributed`` (or ``distributed-links``, which holds every transfer for the
+priced round's bits / rate) runs the rounds on ``DistributedSplitEngine``, one process per client
+(``psl_env/training/distributed.py``, docs/training.md); the results are the in-process engine's.
+
 Needs torch (imported when this module is). Default scenario: ``digits-train`` (offline).
 """
 

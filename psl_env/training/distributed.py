@@ -380,6 +380,7 @@ class Cluster:
         self.comm = _Comm(0)
         self.broken: str | None = None
         self.closed = False
+        self.generation = 0  # bumped by every engine that initializes the clients
         self._seq = [0] * (self.num_clients + 1)
         atexit.register(self.close)
 
@@ -401,6 +402,7 @@ class Cluster:
                               wait_for_workers=False, master_listen_fd=sock.detach())
         iface = _loopback_interface()
         env = dict(os.environ, GLOO_SOCKET_IFNAME=iface)
+        env.setdefault("TORCH_CPP_LOG_LEVEL", "ERROR")  # a client stopping after its server prints one line
         procs = []
         try:
             for rank in range(1, world):
@@ -602,8 +604,10 @@ class DistributedSplitEngine(SplitTrainingEngine):
         self._dtype = wire.wire_dtype(self.bits_per_element)
         self._scaled = wire.has_scale(self.bits_per_element)
         self._ignore_downlink = s.downlink == "ignore"
-        self.cluster.command("init", [{"scenario": s.to_dict(), "cut": [int(c) for c in self._cuts],
-                                       "eval_model": self.eval_model} for _ in range(self.num_clients)])
+        cluster.generation += 1  # the clients now belong to this engine
+        self._generation = cluster.generation
+        self._command("init", [{"scenario": s.to_dict(), "cut": [int(c) for c in self._cuts],
+                                "eval_model": self.eval_model} for _ in range(self.num_clients)])
         for i in range(self.num_clients):
             with self._guard("start-up", i):
                 got = self._comm.recv(torch.zeros(2, dtype=torch.float64), i + 1, "control").tolist()
@@ -649,7 +653,7 @@ class DistributedSplitEngine(SplitTrainingEngine):
         ups = [i for i in range(n) if new[i] < old[i]]
         downs = [i for i in range(n) if new[i] > old[i]]
         args = [{"cut": int(new[i]), "up_bps": self._rate(links, "up", i)} for i in range(n)]
-        self.cluster.command("migrate", args, ranks=[i + 1 for i in ups + downs])
+        self._command("migrate", args, ranks=[i + 1 for i in ups + downs])
         # what clients moving deeper receive: the server's current copies (set_cut copies them too)
         pushes = {}
         for i in downs:
@@ -724,7 +728,7 @@ class DistributedSplitEngine(SplitTrainingEngine):
     def client_totals(self) -> list[dict]:
         """Every client's own cumulative byte counts ({"sent": [[peer, line, bytes], ...], "received": ...})."""
         self._phase = "report"
-        self.cluster.command("report")
+        self._command("report")
         out = []
         for i in range(self.num_clients):
             with self._guard("report", i):
@@ -822,7 +826,7 @@ class DistributedSplitEngine(SplitTrainingEngine):
         links = self._links
         k = self.scenario.training.local_iterations
         args = [{"iterations": k, "up_bps": self._rate(links, "up", i)} for i in range(self.num_clients)]
-        self.cluster.command("iterate", args)
+        self._command("iterate", args)
         self._iterate_pending = False
 
     def _fedavg(self) -> None:
@@ -830,7 +834,7 @@ class DistributedSplitEngine(SplitTrainingEngine):
         n = self.num_clients
         links = self._links
         self._phase = "sync"
-        self.cluster.command("fedavg", [{"up_bps": self._rate(links, "up", i)} for i in range(n)])
+        self._command("fedavg", [{"up_bps": self._rate(links, "up", i)} for i in range(n)])
         mods = [self.client_blocks_local(i) for i in range(n)]
         bufs = [torch.empty(_numel(ms)) for ms in mods]
         works = []
@@ -868,10 +872,10 @@ class DistributedSplitEngine(SplitTrainingEngine):
     def _pull(self, clients: Iterable[int], with_state: bool) -> None:
         """Refresh the server's mirror of ``clients``' blocks (and their optimizer state)."""
         clients = list(clients)
-        if not clients or self.cluster.broken:
+        if not clients:
             return
         self._phase = "pull"
-        self.cluster.command("pull", {"state": with_state}, ranks=[i + 1 for i in clients])
+        self._command("pull", {"state": with_state}, ranks=[i + 1 for i in clients])
         for i in clients:
             mods = self.client_blocks_local(i)
             buf = torch.empty(_numel(mods))
@@ -882,6 +886,12 @@ class DistributedSplitEngine(SplitTrainingEngine):
             _load_state(mods, blob, self._opt.state if with_state else None)
 
     # -- helpers --------------------------------------------------------------------------------
+    def _command(self, op: str, args: dict | list[dict] | None = None, ranks: Iterable[int] | None = None) -> None:
+        if self.cluster.generation != self._generation:
+            raise DistributedError("a newer engine re-initialized this cluster's clients; this engine cannot "
+                                   "run on them any more")
+        self.cluster.command(op, args, ranks)
+
     def _hold(self, bits: float, links: LinkRates | None, direction: str, i: int = 0) -> float:
         if links is None:
             return 0.0

@@ -106,6 +106,16 @@ def test_distributed_state_dict_continues_in_process():
     assert max_weight_gap(local, resumed) < 1e-6
 
 
+def test_distributed_an_older_engine_cannot_run_on_clients_a_newer_one_took():
+    s = scenario({})
+    old = DistributedSplitEngine(s, initial_cut=2, cluster=cluster())
+    old.step()
+    new = DistributedSplitEngine(s, initial_cut=3, cluster=cluster())
+    with pytest.raises(DistributedError, match="a newer engine re-initialized"):
+        old.step()
+    assert new.step().round == 1 and not new.cluster.broken
+
+
 def expected_phases(res, tables, links: LinkRates, prev_cut) -> dict:
     """The latency model's transfer phases of a round at the links' rates (no compute)."""
     n = len(res.cut)
