@@ -15,7 +15,8 @@ mirror of the clients' blocks that it refreshes by pulling them when it needs th
 One iteration (``training.local_iterations`` per step), messages in this order:
 
 1. client i -> server: its activation [b, ...] in the wire format of ``bits_per_element``
-   (``wire.py``: float32, float64, float16, or int8 plus a float32 scale), then its b labels (int64);
+   (``wire.py``: float32, float64, float16 (gradients: bfloat16), or int8 plus a float32 scale),
+   then its b labels (int64);
 2. the server runs ``SplitTrainingEngine._server_pass`` on the decoded activations (forward, loss,
    EPSL's aggregation, backward: the in-process code) and steps its optimizer;
 3. server -> clients: EPSL's aggregated rows' cut-layer gradient [m, ...] with one
@@ -674,8 +675,10 @@ class DistributedSplitEngine(SplitTrainingEngine):
             with self._guard("migration", i):
                 self._comm.send(pushes[i][0], i + 1, "migration")
                 measured[i] = time.perf_counter() - start
-                self._comm.send_blob(pushes[i][1], i + 1, "state")
             sim[i] = holds[i]
+        for i in downs:  # optimizer state and buffers after the parameters: not a model term
+            with self._guard("migration", i):
+                self._comm.send_blob(pushes[i][1], i + 1, "state")
         for i in ups:
             mods, buf, work = posted[i]
             with self._guard("migration", i):
@@ -787,7 +790,7 @@ class DistributedSplitEngine(SplitTrainingEngine):
         start = time.perf_counter()
         bc_hold = 0.0
         if self.broadcast_downlink:
-            pay, scale = wire.encode(self.last_broadcast, bits)
+            pay, scale = wire.encode(self.last_broadcast, bits, gradient=True)
             bc_hold = 0.0 if self._ignore_downlink else self._hold(pay.numel() * bits, links, "broadcast")
             _sleep_until(start + bc_hold)
             with self._guard("downlink", None):
@@ -795,7 +798,7 @@ class DistributedSplitEngine(SplitTrainingEngine):
                 if scale is not None:
                     comm.broadcast(scale, "scales")
         own = [g[m:] if self.broadcast_downlink else g for g in grads]
-        encoded = [wire.encode(g, bits) for g in own]
+        encoded = [wire.encode(g, bits, gradient=True) for g in own]
         holds = np.array([0.0 if self._ignore_downlink else self._hold(p.numel() * bits, links, "down", i)
                           for i, (p, _) in enumerate(encoded)]) + bc_hold
         done = np.zeros(n)
@@ -852,12 +855,15 @@ class DistributedSplitEngine(SplitTrainingEngine):
         holds = np.array([self._hold(buf.numel() * 32, links, "down", i) for i, buf in enumerate(bufs)])
         done = np.zeros(n)
         start = time.perf_counter()
+        flats = [_flat_params(ms) for ms in mods]
         for i in np.argsort(holds, kind="stable"):
             i = int(i)
             _sleep_until(start + holds[i])
             with self._guard("sync", i):
-                self._comm.send(_flat_params(mods[i]), i + 1, "sync")
+                self._comm.send(flats[i], i + 1, "sync")
                 done[i] = time.perf_counter() - start
+        for i in range(n):  # optimizer state and buffers after every client's parameters: not a model term
+            with self._guard("sync", i):
                 self._comm.send_blob(_state_of(mods[i], self._opt.state), i + 1, "state")
         up = np.zeros(n)
         for i in range(n):
@@ -1039,13 +1045,14 @@ class _ClientWorker:
             comm.send(scale, 0, "scales")
         comm.send(y, 0, "labels")
         shape = tuple(h.shape[1:])
+        gdtype = wire.wire_dtype(self.bits, gradient=True)
         parts = []
         if self.broadcast_downlink:
-            bc = comm.broadcast(torch.empty((m, *shape), dtype=pay.dtype), "broadcast")
+            bc = comm.broadcast(torch.empty((m, *shape), dtype=gdtype), "broadcast")
             bc_scale = comm.broadcast(torch.empty(1), "scales") if scale is not None else None
             parts.append(wire.decode(bc, bc_scale, self.bits))
         rows = b - m if self.broadcast_downlink else b
-        own_pay = comm.recv(torch.empty((rows, *shape), dtype=pay.dtype), 0, "gradients")
+        own_pay = comm.recv(torch.empty((rows, *shape), dtype=gdtype), 0, "gradients")
         own_scale = comm.recv(torch.empty(1), 0, "scales") if scale is not None else None
         parts.append(wire.decode(own_pay, own_scale, self.bits))
         grad = parts[0] if len(parts) == 1 else torch.cat(parts)
@@ -1228,7 +1235,7 @@ def _run(args: argparse.Namespace) -> int:
             k = s.training.local_iterations
             model_bytes = (k * (res.uplink_bits.sum() + res.downlink_unicast_bits.sum() + res.downlink_broadcast_bits)
                            + res.sync_bits.sum() * 2 + res.migration_bits.sum()) / 8
-            row = {"round": res.round, "loss": res.loss, "accuracy": res.accuracy,
+            row = {"round": res.round, "loss": res.loss, "accuracy": None if res.accuracy != res.accuracy else res.accuracy,
                    "sent_bytes": res.traffic.sent, "model_bytes": float(model_bytes),
                    "measured": res.timing.measured, "simulated": res.timing.simulated,
                    "model_phases": {"uplink": float(np.max(lat.uplink_s)), "downlink": float(np.max(lat.downlink_s)),
@@ -1240,8 +1247,8 @@ def _run(args: argparse.Namespace) -> int:
                   + "  ".join(f"{p} {res.timing.measured[p] * 1e3:.1f}"
                               + (f"/{res.timing.simulated[p] * 1e3:.1f}" if links else "") + " ms"
                               for p in PHASES)
-                  + f"  compute c {res.timing.compute['client_forward'] * 1e3 + res.timing.compute['client_backward'] * 1e3:.1f}"
-                  f" s {res.timing.compute['server'] * 1e3:.1f} ms", flush=True)
+                  + f"  compute: clients {(res.timing.compute['client_forward'] + res.timing.compute['client_backward']) * 1e3:.1f}"
+                  f" ms, server {res.timing.compute['server'] * 1e3:.1f} ms", flush=True)
             state = sim.advance(alloc.cut, float(lat.total))
         _summary(rows[1:] if len(rows) > 1 else rows, bool(args.links))
         if args.json:

@@ -328,8 +328,8 @@ class SplitTrainingEngine:
             whose every block is the data-weighted mean of the copies the clients use; default
             (None): the scenario's ``training.eval_model``.
         wire_cast: send activations and cut-layer gradients through the wire format of
-            ``bits_per_element`` (``psl_env/training/wire.py``: float16 at 16 bits, int8 with a
-            per-tensor scale at 8), as the distributed engine does; default False: the tensors stay
+            ``bits_per_element`` (``psl_env/training/wire.py``: float16 activations and bfloat16
+            gradients at 16 bits, int8 with a per-tensor scale at 8), as the distributed engine does; default False: the tensors stay
             float32 and only their bits are counted at that width.
 
     Attributes:
@@ -763,7 +763,7 @@ class SplitTrainingEngine:
     def _cast_downlink(self, grads: list[torch.Tensor]) -> list[torch.Tensor]:
         """The cut-layer gradients as the clients receive them at ``bits_per_element``: the broadcast
         rows and each client's own rows are separate transfers (each int8 transfer has its own scale)."""
-        cast, m = self._cast, self.aggregated_rows
+        cast, m = functools.partial(self._cast, gradient=True), self.aggregated_rows
         if not self.broadcast_downlink:
             return [cast(g) for g in grads]
         shared = cast(self.last_broadcast)

@@ -19,6 +19,8 @@ def test_payload_type_and_bytes(bits, dtype, size):
     assert payload.dtype == dtype and payload.shape == x.shape
     assert payload.numel() * payload.element_size() == wire.payload_bytes(15, bits) == 15 * size
     assert (scale is not None) == wire.has_scale(bits) == (bits == 8)
+    grad, _ = wire.encode(x, bits, gradient=True)
+    assert grad.dtype == (torch.bfloat16 if bits == 16 else dtype)  # same width, float32's range at 16
 
 
 def test_roundtrip_error_bounds():
@@ -26,6 +28,10 @@ def test_roundtrip_error_bounds():
     assert torch.equal(wire.roundtrip(x, 32), x)
     assert torch.equal(wire.roundtrip(x, 64), x)  # widening is exact
     assert torch.equal(wire.roundtrip(x, 16), x.half().float())
+    assert torch.equal(wire.roundtrip(x, 16, gradient=True), x.bfloat16().float())
+    tiny = torch.tensor([2e-8, 1e-6])  # cut-layer gradients this small survive at 16 bits
+    assert torch.equal(wire.roundtrip(tiny, 16, gradient=True), tiny.bfloat16().float())
+    assert wire.roundtrip(tiny, 16)[0] == 0  # as float16 the first would flush to zero
     q8 = wire.roundtrip(x, 8)
     step = float(x.abs().max()) / 127
     assert float((q8 - x).abs().max()) <= step / 2 + 1e-6  # round to nearest level
