@@ -66,6 +66,7 @@ import dataclasses
 import io
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -480,8 +481,8 @@ class Cluster:
         """Stop after a failure: terminate the clients this cluster started, drop the group."""
         if self.broken is None:
             self.broken = reason
-        _stop(self.procs, grace_s=2.0)
         self._destroy()
+        _stop(self.procs, grace_s=0.5)  # the survivors are mid-round: they would only wait for a timeout
 
     def close(self) -> None:
         """Tell the clients to stop, wait for them (bounded), stop stragglers, drop the group."""
@@ -953,6 +954,7 @@ class DistributedSplitEngine(SplitTrainingEngine):
 
     def _describe(self, phase: str, client: int | None, err: Exception) -> str:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        first = re.sub(r"^\[[^\]]*\.(cc|cpp|h|hpp):\d+\]\s*", "", first)  # gloo's source location
         if client is None:
             who = "a client"
             for rank in range(1, self.num_clients + 1):
