@@ -39,7 +39,10 @@ BASE = {"model": "small-cnn", "num_clients": 2, "num_subchannels": 4, "batch_siz
 COMMON_CUTS = [2] * 12 + [3] * 12 + [1] * 13 + [2] * 13
 DEVICE_CUTS = [[2, 2]] * 12 + [[1, 3]] * 12 + [[3, 1]] * 13 + [[2, 4]] * 13
 SCHEMES = {"psl": {}, "epsl": {"scheme": "epsl", "phi": 0.5}, "sfl": {"scheme": "sfl"},
-           "edgesplit": {"scheme": "edgesplit"}}
+           "edgesplit": {"scheme": "edgesplit"},
+           # the unicast downlink sends each client all b rows; a step of 3 iterations is one command
+           "epsl-unicast-3-iterations": {"scheme": "epsl", "phi": 0.25, "downlink": "unicast",
+                                         "training": {"local_iterations": 3, "eval_model": "averaged"}}}
 
 
 def scenario(over: dict):
