@@ -955,23 +955,16 @@ class DistributedSplitEngine(SplitTrainingEngine):
     def _describe(self, phase: str, client: int | None, err: Exception) -> str:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         first = re.sub(r"^\[[^\]]*\.(cc|cpp|h|hpp):\d+\]\s*", "", first)  # gloo's source location
-        if client is None:
-            who = "a client"
-            for rank in range(1, self.num_clients + 1):
-                if self.cluster.process_status(rank):
-                    who = f"client {rank - 1} (rank {rank})"
-                    client = rank - 1
-                    break
-        else:
-            who = f"client {client} (rank {client + 1})"
-        msg = f"{who} stopped answering during the {phase} of round {self.round + 1}: {first}"
-        if client is not None:
-            status = self.cluster.process_status(client + 1)
-            if status:
-                msg += f"; its process {status}"
-            reported = self.cluster.client_error(client + 1)
-            if reported:
-                msg += f"; it reported: {reported}"
+        first = first.split(" This is typically caused")[0].rstrip(".")  # gloo's generic advice
+        if client is None:  # a collective: name the client whose process is gone, if one is
+            client = next((r - 1 for r in range(1, self.num_clients + 1) if self.cluster.process_status(r)), None)
+        who = "a client" if client is None else f"client {client} (rank {client + 1})"
+        where = f"during the {phase} of round {self.round + 1}"
+        reported = None if client is None else self.cluster.client_error(client + 1)
+        msg = f"{who} failed {where}: {reported}" if reported else f"{who} stopped answering {where}: {first}"
+        status = None if client is None else self.cluster.process_status(client + 1)
+        if status:
+            msg += f"; its process {status}"
         return msg
 
     def _fail(self, message: str) -> None:

@@ -29,6 +29,7 @@ from psl_env.system.scenario import load_scenario
 from psl_env.system.scheme import SchemeTables
 from psl_env.training.distributed import (Cluster, DistributedError, DistributedSplitEngine, LinkRates,
                                           close_shared_cluster, shared_cluster)
+from psl_env.training.datasets import load_dataset
 from psl_env.training.engine import SplitTrainingEngine
 
 TIMEOUT_S = 20.0  # bound on every transfer of these tests
@@ -260,6 +261,20 @@ def test_distributed_killed_client_gives_a_clear_error_not_a_hang():
         assert own.broken and all(p.poll() is not None for p in own.procs)  # the other client was stopped
         with pytest.raises(DistributedError, match="stopped earlier"):
             engine.step()
+    finally:
+        own.close()
+    assert all(p.poll() is not None for p in own.procs)
+
+
+def test_distributed_client_error_reaches_the_server():
+    """A client that fails (here: no dataset files on its machine) stops, and the server's error says why."""
+    close_shared_cluster()
+    own = Cluster.local(2, timeout_s=10.0)
+    s = scenario({"training": {"dataset": "mnist", "data_dir": "/nonexistent-psl-data"}})
+    try:
+        with pytest.raises(DistributedError, match=r"client 0 \(rank 1\) failed during the start-up of round 1: "
+                                                    r"ValueError: training.data_dir: mnist files .* not found"):
+            DistributedSplitEngine(s, cluster=own, data=load_dataset("digits"))  # the server has its data
     finally:
         own.close()
     assert all(p.poll() is not None for p in own.procs)
