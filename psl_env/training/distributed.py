@@ -595,7 +595,6 @@ class DistributedSplitEngine(SplitTrainingEngine):
         self._links: LinkRates | None = None
         self._meter: _StepMeter | None = None
         self._iterate_pending = True
-        self._phase = "start-up"
         try:
             super().__init__(s, initial_cut=initial_cut, data=data, eval_model=eval_model)
         except BaseException:
@@ -650,7 +649,6 @@ class DistributedSplitEngine(SplitTrainingEngine):
         n = self.num_clients
         if np.array_equal(new, old):
             return np.zeros(n)
-        self._phase = "migration"
         links = self._links
         ups = [i for i in range(n) if new[i] < old[i]]
         downs = [i for i in range(n) if new[i] > old[i]]
@@ -731,7 +729,6 @@ class DistributedSplitEngine(SplitTrainingEngine):
 
     def client_totals(self) -> list[dict]:
         """Every client's own cumulative byte counts ({"sent": [[peer, line, bytes], ...], "received": ...})."""
-        self._phase = "report"
         self._command("report")
         out = []
         for i in range(self.num_clients):
@@ -748,7 +745,6 @@ class DistributedSplitEngine(SplitTrainingEngine):
     def _iteration(self) -> float:
         n, b, m = self.num_clients, self.batch_size, self.aggregated_rows
         comm, links, meter = self._comm, self._links, self._meter
-        self._phase = "uplink"
         if self._meter is None:  # set_cut / _iteration outside step
             meter = self._meter = _StepMeter(n, False)
         if self._iterate_pending:  # the clients run all of a step's iterations on one command
@@ -786,7 +782,6 @@ class DistributedSplitEngine(SplitTrainingEngine):
         self._opt.zero_grad(set_to_none=True)
         meter.compute["server"] += time.perf_counter() - t
 
-        self._phase = "downlink"
         bits = self.bits_per_element
         start = time.perf_counter()
         bc_hold = 0.0
@@ -811,7 +806,6 @@ class DistributedSplitEngine(SplitTrainingEngine):
                 if encoded[i][1] is not None:
                     comm.send(encoded[i][1], int(i) + 1, "scales")
         reports = np.zeros((n, 3))
-        self._phase = "backward"
         for i in range(n):
             with self._guard("client backward", i):
                 reports[i] = comm.recv(torch.zeros(3, dtype=torch.float64), i + 1, "control").numpy()
@@ -837,7 +831,6 @@ class DistributedSplitEngine(SplitTrainingEngine):
         """FedAvg with uploads and downloads of every client's blocks (the model's sync term)."""
         n = self.num_clients
         links = self._links
-        self._phase = "sync"
         self._command("fedavg", [{"up_bps": self._rate(links, "up", i)} for i in range(n)])
         mods = [self.client_blocks_local(i) for i in range(n)]
         bufs = [torch.empty(_numel(ms)) for ms in mods]
@@ -881,7 +874,6 @@ class DistributedSplitEngine(SplitTrainingEngine):
         clients = list(clients)
         if not clients:
             return
-        self._phase = "pull"
         self._command("pull", {"state": with_state}, ranks=[i + 1 for i in clients])
         for i in clients:
             mods = self.client_blocks_local(i)
