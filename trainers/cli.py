@@ -24,6 +24,7 @@ COMMANDS = {
     "bench": ("trainers.bench", "benchmark decision makers on the same seeded rounds"),
     "train": ("trainers.train", "train an RL scheduling agent"),
     "demo": ("trainers.demo", "the main job on the default scenario"),
+    "calibrate": ("trainers.calibrate_cmd", "measure this machine's FLOP/s per model block into a device profile"),
 }
 
 

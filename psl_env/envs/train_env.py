@@ -26,6 +26,10 @@ step with the first decoded cut as its initial cut, so the first round moves no 
 charges no migration on it either); the initial model, evaluated at ``reset``, does not depend on
 the cut.
 
+``training.engine: distributed`` (or ``distributed-links``, which holds every transfer for the
+priced round's bits / rate) runs the rounds on ``DistributedSplitEngine``, one process per client
+(``psl_env/training/distributed.py``, docs/training.md); the results are the in-process engine's.
+
 Needs torch (imported when this module is). Default scenario: ``digits-train`` (offline).
 """
 
@@ -37,6 +41,7 @@ from typing import Any
 import numpy as np
 from gymnasium import spaces
 
+from ..training.distributed import LinkRates, make_engine
 from ..training.engine import RoundResult, SplitTrainingEngine
 from ..training.time_to_accuracy import step_time_s
 from .psl_env import PSLEnv
@@ -84,6 +89,7 @@ class PSLTrainEnv(PSLEnv):
         self.num_classes = probe.data.num_classes
         self.target_accuracy = float(self.scenario.training.target_accuracy)
         self.iterations = int(self.scenario.training.local_iterations)
+        self._engine_kind = self.scenario.training.engine
         self._loss_scale = 1.0 / math.log(self.num_classes)
         self._seed_rng: np.random.Generator | None = None
         self.engine: SplitTrainingEngine | None = None
@@ -119,17 +125,22 @@ class PSLTrainEnv(PSLEnv):
         return self._extend(self.core.observe()[0]), info
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict]:
+        links_state = self.state if self._engine_kind == "distributed-links" else None  # the round priced next
         obs, reward, _, truncated, info = super().step(action)  # decode, price, advance the channel
         cut = self.last_allocation.cut
         engine = self.engine
         if engine is None:
             probe, self._initial = self._initial, None
-            if np.array_equal(probe.cut, cut):
+            if self._engine_kind == "inprocess" and np.array_equal(probe.cut, cut):
                 engine = probe
-            else:
-                engine = SplitTrainingEngine(self._train_scenario, initial_cut=cut, data=probe.data)
+            else:  # training.engine picks the in-process or the distributed engine
+                engine = make_engine(self._train_scenario, initial_cut=cut, data=probe.data)
             self.engine = engine
-        res = engine.step(cut)
+        if links_state is None:
+            res = engine.step(cut)
+        else:  # emulated links: every transfer held for bits / rate of the round just priced
+            bc = self.latency_model.broadcast_rate(links_state.gains)
+            res = engine.step(cut, links=LinkRates.from_latency(self.last_latency, bc))
         self.last_result = res
         self.loss = res.loss
         if res.evaluated:

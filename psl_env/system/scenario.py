@@ -164,6 +164,11 @@ class TrainingConfig:
     target_accuracy: float = _f(0.95, "held-out accuracy at which a training episode terminates",
                                 low=0.0, high=1.0)
     torch_threads: int = _f(1, "torch intra-op threads of the engine", low=1, high=256)
+    engine: str = _f("inprocess", "where the real training runs: `inprocess` (the clients and the server in this "
+                                  "process), `distributed` (one process per client over torch.distributed, gloo; "
+                                  "the server here; docs/training.md) or `distributed-links` (distributed, every "
+                                  "transfer held for bits / rate of the priced round: emulated links)",
+                     choices=("inprocess", "distributed", "distributed-links"))
 
 
 @dataclass(frozen=True)

@@ -58,7 +58,9 @@ Measurements (``RoundResult``, per iteration, in the units of the latency model'
 ``system/scheme.py``). Bits crossing the air are the element counts of the real tensors sent (each
 client's uploaded activation, its own cut-layer gradient rows, EPSL's broadcast rows) times
 ``scenario.bits_per_element``; the tensors themselves stay fp32 (the width is what a transfer at
-that precision would carry). Server rows are counted where the server pass puts them: rows entering
+that precision would carry) unless ``wire_cast=True``, which passes every activation and cut-layer
+gradient through the wire format of that width (``wire.py``), as the distributed engine
+(``distributed.py``) sends them. Server rows are counted where the server pass puts them: rows entering
 at each cut and run forward to the output, and rows back-propagated with a nonzero output gradient;
 times the profile's per-sample FLOPs they give the latency model's server FLOPs. Parameter bits
 (sync, migration, once per step) are the moved parameters' numel times their width (32, fp32);
@@ -75,6 +77,7 @@ generators, so a restored run continues bit-identically. The constructor sets
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import math
 import re
@@ -91,6 +94,7 @@ from ..models import MODEL_NAMES, build_model
 from ..models.profile import ModelProfile, load_profile
 from ..system.scenario import Scenario, load_scenario
 from ..system.scheme import aggregated_rows
+from . import wire
 from .datasets import Dataset, load_dataset
 from .partition import make_partition
 
@@ -208,12 +212,33 @@ class RoundResult:
 def random_shift(x: torch.Tensor, k: int) -> torch.Tensor:
     """Every image of ``x`` [B, C, H, W] translated by its own (dy, dx), uniform in [-k, k]^2, with zero
     padding; draws from torch's global generator."""
+    return shift_images(x, torch.randint(0, 2 * k + 1, (2, x.shape[0])), k)
+
+
+def shift_images(x: torch.Tensor, offset: torch.Tensor, k: int) -> torch.Tensor:
+    """``x`` [B, C, H, W] with image r translated by ``offset[:, r] - k`` pixels (rows, columns), zero
+    padding; ``offset`` [2, B] in [0, 2k]. Each image depends only on its own column, so a client
+    shifting its b rows with its columns of the batch's draw gets the rows of the whole batch's shift."""
     b, _, h, w = x.shape
     padded = F.pad(x, (k, k, k, k)).permute(0, 2, 3, 1)  # [B, H + 2k, W + 2k, C]
-    offset = torch.randint(0, 2 * k + 1, (2, b))
     rows = (offset[0, :, None] + torch.arange(h))[:, :, None]  # [B, H, 1]
     cols = (offset[1, :, None] + torch.arange(w))[:, None, :]  # [B, 1, W]
     return padded[torch.arange(b)[:, None, None], rows, cols].permute(0, 3, 1, 2).contiguous()
+
+
+def build_optimizer(groups: list[list[nn.Parameter]], tc, states: dict | None = None) -> torch.optim.Optimizer:
+    """The engine's optimizer (``training.optimizer``, lr, momentum, weight decay) over parameter
+    groups (empty ones dropped), with optimizer ``states`` by parameter carried over."""
+    groups = [{"params": g} for g in groups if g]
+    if tc.optimizer == "sgd":
+        opt = torch.optim.SGD(groups, lr=tc.lr, momentum=tc.momentum, weight_decay=tc.weight_decay)
+    elif tc.optimizer == "adam":
+        opt = torch.optim.Adam(groups, lr=tc.lr, weight_decay=tc.weight_decay)
+    else:
+        raise ValueError(f"training.optimizer: unknown optimizer {tc.optimizer!r}; allowed: ['sgd', 'adam']")
+    for p, st in (states or {}).items():
+        opt.state[p] = st
+    return opt
 
 
 def _weighted_mean(tensors: list[torch.Tensor], weights: np.ndarray) -> torch.Tensor:
@@ -302,6 +327,10 @@ class SplitTrainingEngine:
             client's own composed model (its blocks + the server's), or ``"averaged"``, one model
             whose every block is the data-weighted mean of the copies the clients use; default
             (None): the scenario's ``training.eval_model``.
+        wire_cast: send activations and cut-layer gradients through the wire format of
+            ``bits_per_element`` (``psl_env/training/wire.py``: float16 activations and bfloat16
+            gradients at 16 bits, int8 with a per-tensor scale at 8), as the distributed engine does; default False: the tensors stay
+            float32 and only their bits are counted at that width.
 
     Attributes:
         num_blocks: L.
@@ -315,7 +344,7 @@ class SplitTrainingEngine:
     """
 
     def __init__(self, scenario: Scenario | str | dict, initial_cut: int | np.ndarray | None = None,
-                 data: Dataset | None = None, eval_model: str | None = None) -> None:
+                 data: Dataset | None = None, eval_model: str | None = None, wire_cast: bool = False) -> None:
         s = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
         tc = s.training
         self.scenario = s
@@ -333,6 +362,11 @@ class SplitTrainingEngine:
         self.broadcast_downlink = s.downlink == "broadcast" and m > 0
         self.sync_period = s.effective_sync_period
         self.bits_per_element = int(s.bits_per_element)
+        self.wire_cast = bool(wire_cast)
+        self._cast = None
+        if wire_cast and self.bits_per_element != 32:
+            self._cast = functools.partial(wire.roundtrip, bits=wire.check_bits(self.bits_per_element))
+        self.last_broadcast: torch.Tensor | None = None
         self.augment_shift = int(tc.augment_shift)
 
         self.data = data if data is not None else load_dataset(tc.dataset, tc.data_dir, tc.test_fraction, s.seed)
@@ -599,19 +633,9 @@ class SplitTrainingEngine:
         return mods + list(self._server.values())
 
     def _make_optimizer(self, states: dict) -> torch.optim.Optimizer:
-        tc = self.scenario.training
         groups = [[p for k in sorted(c) for p in c[k].parameters()] for c in self._client]
         groups.append([p for k in sorted(self._server) for p in self._server[k].parameters()])
-        groups = [{"params": g} for g in groups if g]
-        if tc.optimizer == "sgd":
-            opt = torch.optim.SGD(groups, lr=tc.lr, momentum=tc.momentum, weight_decay=tc.weight_decay)
-        elif tc.optimizer == "adam":
-            opt = torch.optim.Adam(groups, lr=tc.lr, weight_decay=tc.weight_decay)
-        else:
-            raise ValueError(f"training.optimizer: unknown optimizer {tc.optimizer!r}; allowed: ['sgd', 'adam']")
-        for p, st in states.items():
-            opt.state[p] = st
-        return opt
+        return build_optimizer(groups, self.scenario.training, states)
 
     def _average(self, sources: list[nn.Module], weights: np.ndarray, old_state: dict,
                  states_out: dict) -> nn.Module:
@@ -703,20 +727,55 @@ class SplitTrainingEngine:
 
     def _iteration(self) -> float:
         """One PSL iteration (forward, EPSL aggregation, backward, optimizer step); returns the loss."""
-        n, b, m = self.num_clients, self.batch_size, self.aggregated_rows
+        x, y = self._draw_batch()
+        acts = [self._client_forward(i, xi) for i, xi in enumerate(x.split(self.batch_size))]
+        cast = self._cast
+        # with wire_cast the server sees what a transfer at bits_per_element delivers
+        sent = acts if cast is None else [cast(a.detach()) for a in acts]
+        loss, grads = self._server_pass(sent, y)
+        if cast is not None:
+            grads = self._cast_downlink(grads)
+        pairs = [(a, g) for a, g in zip(acts, grads) if a.requires_grad]
+        if pairs:
+            torch.autograd.backward([a for a, _ in pairs], [g for _, g in pairs])
+        self._opt.step()
+        self._opt.zero_grad(set_to_none=True)
+        self._identical = self._identical and self.num_clients == 1
+        self._eval_fresh = False
+        return float(loss)
+
+    def _draw_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The iteration's N*b inputs (augmented) and labels, client 0's rows first."""
         idx = self._sampler.draw()
         self.last_indices = idx
         x = self._x.index_select(0, idx)
         if self.augment_shift:
             x = random_shift(x, self.augment_shift)
-        y = self._y.index_select(0, idx)
-        acts = []
-        for i, xi in enumerate(x.split(b)):
-            h = xi
-            for blk in self._client_seq[i]:
-                h = blk(h)
-            acts.append(h)
+        return x, self._y.index_select(0, idx)
 
+    def _client_forward(self, i: int, x: torch.Tensor) -> torch.Tensor:
+        """Client ``i``'s blocks on its b inputs: the activation it uploads."""
+        h = x
+        for blk in self._client_seq[i]:
+            h = blk(h)
+        return h
+
+    def _cast_downlink(self, grads: list[torch.Tensor]) -> list[torch.Tensor]:
+        """The cut-layer gradients as the clients receive them at ``bits_per_element``: the broadcast
+        rows and each client's own rows are separate transfers (each int8 transfer has its own scale)."""
+        cast, m = functools.partial(self._cast, gradient=True), self.aggregated_rows
+        if not self.broadcast_downlink:
+            return [cast(g) for g in grads]
+        shared = cast(self.last_broadcast)
+        return [torch.cat([shared, cast(g[m:])]) for g in grads]
+
+    def _server_pass(self, acts: list[torch.Tensor], y: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """The server's part of an iteration on the uploaded activations ``acts`` (one per client,
+        b rows each) and the labels ``y`` (client 0's first): forward, loss, EPSL aggregation,
+        backward. Returns the loss (union mean, before the update) and every client's cut-layer
+        gradient [b, ...] (its first m rows: the broadcast ``last_broadcast``, EPSL). Counts what
+        the iteration moves. The server's parameters hold their gradients; nothing steps."""
+        n, b, m = self.num_clients, self.batch_size, self.aggregated_rows
         z, leaves, abar = self._server_forward(acts)
         if self._order is not None:
             y = y.view(n, b).index_select(0, self._order).reshape(-1)
@@ -738,7 +797,8 @@ class SplitTrainingEngine:
                 grad_z = d.mul_(1.0 / (n * b))
         self._server_backward(z, grad_z)
 
-        outs, grads = [], []
+        grads: list[torch.Tensor] = [None] * n  # type: ignore[list-item]
+        self.last_broadcast = abar.grad if m else None
         with torch.no_grad():
             for g, members in enumerate(self._groups):
                 gl = leaves[g].grad.mul_(n)  # union-mean gradient -> each client's own mean loss
@@ -753,16 +813,8 @@ class SplitTrainingEngine:
                     self._up_elems[i] = acts[i].numel()
                     own = grad_i[m:] if self.broadcast_downlink and g == 0 else grad_i
                     self._unicast_elems[i] = own.numel()
-                    if acts[i].requires_grad:
-                        outs.append(acts[i])
-                        grads.append(grad_i)
-        if outs:
-            torch.autograd.backward(outs, grads)
-        self._opt.step()
-        self._opt.zero_grad(set_to_none=True)
-        self._identical = self._identical and self.num_clients == 1
-        self._eval_fresh = False
-        return float(loss)
+                    grads[i] = grad_i
+        return loss, grads
 
     def _server_forward(self, acts: list[torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor],
                                                                   torch.Tensor | None]:
