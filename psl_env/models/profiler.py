@@ -84,6 +84,8 @@ SHIPPED_PROFILES: dict[str, tuple[str, tuple[int, int, int], int]] = {
     "vgg16-32": ("vgg16", (3, 32, 32), 10),
     "resnet18-32": ("resnet18", (3, 32, 32), 10),
     "resnet18-64": ("resnet18", (3, 64, 64), 7),
+    "resnet18-224": ("resnet18", (3, 224, 224), 7),
+    "resnet18-cifar-64": ("resnet18-cifar", (3, 64, 64), 7),
 }
 
 # A rule maps (module, inputs, output) for a whole batch to FLOPs by kind for that batch.
