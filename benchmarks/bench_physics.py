@@ -23,6 +23,9 @@ the line alone and prints the largest relative difference to the recorded total.
 
     psl bench --scenario epsl-resnet18 --methods epsl-bcd,fixed --episodes 5 --out runs/x --trace
     python benchmarks/bench_physics.py runs/x
+
+Without a run folder it first benches ``--scenario`` (default ``epsl-resnet18``, with ``--set``
+overrides) with epsl-bcd and fixed over 5 x 100 rounds from seed 0 in a temporary folder.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 from collections import defaultdict
 from pathlib import Path
 
@@ -41,6 +45,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from psl_env.system.fading import ergodic_se  # noqa: E402
 from psl_env.system.latency import PHASES  # noqa: E402
 from psl_env.system.trace import latency_from_record  # noqa: E402
+from trainers.bench import run_benchmark  # noqa: E402
 
 CAP_TOL = 1e-9  # capped water-filling sets a subchannel's power to reach the cap, to rounding
 PHASE_LABELS = {"uplink_phase": "uplink", "server_compute": "server", "downlink_phase": "downlink",
@@ -90,13 +95,26 @@ def _fmt(values: tuple[float, ...], digits: int) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("run", help="a psl bench output folder written with --trace")
+    ap.add_argument("run", nargs="?", default=None,
+                    help="a psl bench output folder written with --trace (default: bench --scenario first)")
+    ap.add_argument("--scenario", default="epsl-resnet18",
+                    help="without RUN: bench this scenario (epsl-bcd and fixed, 5 x 100 rounds, seed 0) first")
+    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                    help="scenario overrides of that bench (without RUN)")
     ap.add_argument("--methods", default=None, help="comma-separated methods (default: every method in the trace)")
     ap.add_argument("--no-split", dest="split", action="store_false",
                     help="skip the compute / transfer split (it recomputes every trace line, ~2 ms each)")
     ap.add_argument("--check", type=int, default=10, help="trace lines per method recomputed from the line alone")
     args = ap.parse_args(argv)
-    run = Path(args.run)
+    if args.run is None:
+        with tempfile.TemporaryDirectory() as tmp:
+            run_benchmark(args.scenario, ["epsl-bcd", "fixed"], 100, 5, 0, tmp, trace=True, overrides=args.overrides)
+            return report(Path(tmp), args)
+    return report(Path(args.run), args)
+
+
+def report(run: Path, args: argparse.Namespace) -> int:
+    """Print the figures of the bench run in ``run``."""
     by_method: dict[str, list[dict]] = defaultdict(list)
     with (run / "trace.jsonl").open() as fh:
         for line in fh:
