@@ -1,0 +1,63 @@
+"""The figures of benchmarks/bench_physics.py and the baseline of benchmarks/bench_best_cut.py."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+
+from agents.registry import make_decision_maker
+from psl_env.system.radio import Radio
+from psl_env.system.scenario import load_scenario
+from psl_env.system.simulator import NetworkSimulator
+from psl_env.system.trace import read_trace
+from trainers.bench import run_benchmark
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _script(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_bench_physics_recomputes_the_radio_of_the_latency_model(tmp_path, capsys):
+    physics = _script("bench_physics")
+    overrides = ["channel.snr_gap_db=3"]
+    run_benchmark("small-exact", ["epsl-bcd", "fixed"], rounds=3, episodes=1, out_dir=tmp_path, trace=True,
+                  overrides=overrides, num_resamples=10)
+    radio = Radio.of(load_scenario("small-exact", overrides))
+    records = [r for r in read_trace(tmp_path / "trace.jsonl") if r["method"] == "epsl-bcd"]
+    samples = physics.link_samples(records)
+    want_se, want_snr = [], []
+    for rec in records:
+        owner, gains, power = np.asarray(rec["owner"]), np.asarray(rec["gains"]), np.asarray(rec["power_w"])
+        m = np.flatnonzero(owner >= 0)
+        want_se.append(radio.uplink_se(gains[owner[m], m], power[m]))
+        want_snr.append(power[m] * gains[owner[m], m] * radio.inv_noise)
+    np.testing.assert_allclose(samples["up_se"], np.concatenate(want_se), rtol=1e-12)
+    np.testing.assert_allclose(samples["up_snr"], np.concatenate(want_snr), rtol=1e-12)
+    assert np.array_equal(samples["up_at_cap"], samples["up_se"] >= radio.se_cap * (1 - 1e-9))
+
+    assert physics.main([str(tmp_path), "--check", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "| epsl-bcd | 18 |" in out  # 3 rounds x 6 subchannels
+    assert float(out.split("largest relative difference")[-1].split()[0]) < 1e-9
+
+
+def test_fixed_cut_bcd_at_epsl_bcds_cut_decides_as_epsl_bcd():
+    best_cut = _script("bench_best_cut")
+    sim = NetworkSimulator(load_scenario("small-exact"))
+    model = sim.latency_model
+    bcd = make_decision_maker("epsl-bcd", model)
+    state = sim.reset(3)
+    for _ in range(5):
+        obs = state.observation()
+        alloc = bcd.decide(obs)
+        fixed = best_cut.FixedCutBCD(model, int(alloc.cut[0])).decide(obs)
+        assert np.array_equal(fixed.cut, alloc.cut)
+        assert model.evaluate(state, fixed).total == model.evaluate(state, alloc).total
+        state = sim.step(alloc)[1]
