@@ -16,10 +16,14 @@ control with a BCD algorithm. What is ours (and a constructor option where it is
   convex for the same reason).
 
 The sync and migration terms enter only through the latency being minimized (this round's); the
-optimizer is myopic about future migrations. Decisions use the observed gains.
+optimizer is myopic about future migrations (``migration_aware=False`` also ignores this round's,
+the migration-blind per-round optimum). ``cut=J`` restricts it to one common cut (the fixed-cut
+baselines). Decisions use the observed gains.
 """
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import numpy as np
 
@@ -44,19 +48,32 @@ class EPSLBCDOptimizer(DecisionMaker):
             assignment) and keep the better (ours; about halves the rounds where BCD is suboptimal).
         backend: compiled kernels or numpy for the inner solver (``psl_env.backend``); the same
             decisions either way.
+        cut: only this common cut (1..L-1; None: search every cut).
+        migration_aware: price this round's migration from the previous cut into the decision
+            (False: decide as if there were no previous round; the round is still charged for it).
     """
 
     name = "epsl-bcd"
 
     def __init__(self, model: LatencyModel, max_iter: int = 200, moves: str = "bottleneck",
-                 prune: bool = True, restart: bool = True, backend: str = "auto") -> None:
+                 prune: bool = True, restart: bool = True, backend: str = "auto", cut: int | None = None,
+                 migration_aware: bool = True) -> None:
         super().__init__(model)
         self.solver = FixedCutSolver(model, max_iter=max_iter, moves=moves, backend=backend)
         self.prune = bool(prune)
         self.restart = bool(restart)
-        self.cuts = np.arange(1, model.num_blocks)
+        self.migration_aware = bool(migration_aware)
+        if cut is None:
+            self.cuts = np.arange(1, model.num_blocks)
+        else:
+            if isinstance(cut, bool) or not isinstance(cut, (int, np.integer)) or not 1 <= cut <= model.num_blocks - 1:
+                raise ValueError(f"epsl-bcd: cut={cut!r} is not allowed; allowed: an integer in "
+                                 f"[1, {model.num_blocks - 1}]")
+            self.cuts = np.array([int(cut)])
 
     def decide(self, obs: Observation) -> Allocation:
+        if not self.migration_aware and obs.has_prev:
+            obs = replace(obs, has_prev=False)
         n = obs.num_clients
         solver = self.solver
         ctx = solver.context(obs)

@@ -93,6 +93,13 @@ class OracleDecisionMaker(DecisionMaker):
         return self._tables[n]
 
     def decide(self, obs: Observation) -> Allocation:
+        best, alloc = self.cut_optima(obs)
+        return alloc[int(np.argmin(best))]
+
+    def cut_optima(self, obs: Observation) -> tuple[np.ndarray, list[Allocation]]:
+        """The exact optimum of the observed round at each cut vector the oracle enumerates
+        (``self.cuts_of(n)``): (latency [C], s; the optimal allocation of each). Cuts over a
+        client's memory cap are infinite. ``decide`` takes the first minimum."""
         model = self.model
         gains = obs.gains
         n, m = gains.shape
@@ -104,15 +111,23 @@ class OracleDecisionMaker(DecisionMaker):
         r_bc = obs.broadcast_rate if obs.broadcast_rate is not None else model.broadcast_rate(gains)
         prev = obs.prev_cut if obs.has_prev else None
         num_a, num_c = assignments.shape[0], cuts.shape[0]
-        total = num_a * num_c
-        best_val, best_idx = np.inf, -1
-        for start in range(0, total, self.chunk):
-            idx = np.arange(start, min(start + self.chunk, total))
+        best_val = np.full(num_c, np.inf)
+        best_a = np.zeros(num_c, dtype=np.int64)
+        for start in range(0, num_a * num_c, self.chunk):
+            idx = np.arange(start, min(start + self.chunk, num_a * num_c))
             ci, ai = idx // num_a, idx % num_a
             lat = model.price(gains, obs.client_flops, cuts[ci], assignments[ai], power[ai], prev,
                               obs.sync, r_bc, memory_bytes=obs.memory_bytes)
-            k = int(np.argmin(lat.total))
-            if lat.total[k] < best_val:
-                best_val, best_idx = float(lat.total[k]), int(idx[k])
-        ci, ai = best_idx // num_a, best_idx % num_a
-        return Allocation(cuts[ci].copy(), assignments[ai].copy(), power[ai].copy())
+            # candidates are cut-major: a chunk holds a run of each cut; keep each cut's first minimum
+            for c in np.unique(ci).tolist():
+                sel = np.flatnonzero(ci == c)
+                k = int(np.argmin(lat.total[sel]))
+                if lat.total[sel[k]] < best_val[c]:
+                    best_val[c], best_a[c] = float(lat.total[sel[k]]), int(ai[sel[k]])
+        allocs = [Allocation(cuts[c].copy(), assignments[best_a[c]].copy(), power[best_a[c]].copy())
+                  for c in range(num_c)]
+        return best_val, allocs
+
+    def cuts_of(self, n: int) -> np.ndarray:
+        """[C, n] the cut vectors enumerated for n clients (one row per common cut without per-device cuts)."""
+        return self._enumeration(n, self.model.num_subchannels)[1]

@@ -27,6 +27,7 @@ from .edgesplit_alt import EdgeSplitAltOptimizer
 from .epsl_bcd import EPSLBCDOptimizer
 from .oracle import OracleDecisionMaker
 from .references import FixedDecisionMaker, GreedyDecisionMaker, RandomDecisionMaker
+from .sequential import HysteresisScheduler, MPCScheduler
 
 # factory(model, arg, seed) -> DecisionMaker; ``arg`` is the text after ':' or None.
 Factory = Callable[[LatencyModel, "str | None", int], DecisionMaker]
@@ -155,6 +156,9 @@ register("oracle", builtin(OracleDecisionMaker), "exact optimum by enumeration (
 register("fixed", builtin(FixedDecisionMaker), "middle cut, round-robin subchannels, equal power")
 register("random", builtin(RandomDecisionMaker), "random feasible allocation (seeded)")
 register("greedy", builtin(GreedyDecisionMaker), "best common cut, greedy assignment, water-filled power")
+register("hysteresis", builtin(HysteresisScheduler),
+         "keep the common cut until a move repays its migration within `window` rounds")
+register("mpc", builtin(MPCScheduler), "common cut by model-predictive control over `horizon` forecast rounds")
 
 
 # Trained Stable-Baselines3 policies (``ppo:RUN_DIR``): the factory imports SB3 only when called.

@@ -69,6 +69,7 @@ ROUND_FIELDS = ("method", "episode", "round", "total", *PHASES, "decision_ms", "
 ACCURACY_FIELDS = ("method", "episode", "round", "sim_time_s", "accuracy", "test_loss")
 MAX_ROUNDS = 10**6  # rounds per episode, and rounds per method over all episodes
 MAX_EPISODES = 10**4
+HINDSIGHT_MODES = ("auto", "on", "off")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -86,11 +87,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--train", action="store_true",
                         help="also train the scenario's model for real at each method's cuts: rounds and "
                              "simulated seconds to training.target_accuracy, accuracy against simulated time")
+    parser.add_argument("--hindsight", choices=HINDSIGHT_MODES, default="auto",
+                        help="the best common-cut sequence of each realized episode (agents/hindsight.py): auto "
+                             "(only where it is an exact bound: the oracle runs), on (else a reference from the "
+                             "epsl-bcd solver; can be slow), off (default auto)")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
 
 
 def bench_command(scenario: str | None, overrides: Iterable[str], methods: list[str], rounds: int, episodes: int,
-                  seed: int, out_dir: str | Path | None, trace: bool, train: bool = False) -> str:
+                  seed: int, out_dir: str | Path | None, trace: bool, train: bool = False,
+                  hindsight: str = "auto") -> str:
     """The ``psl bench`` command line that reproduces a run (no ``--scenario``: the training scenario of
     the first trained policy)."""
     parts = ["psl", "bench"] + (["--scenario", scenario] if scenario is not None else [])
@@ -104,6 +110,8 @@ def bench_command(scenario: str | None, overrides: Iterable[str], methods: list[
         parts.append("--trace")
     if train:
         parts.append("--train")
+    if hindsight != "auto":
+        parts += ["--hindsight", hindsight]
     return shlex.join(parts)
 
 
@@ -191,7 +199,7 @@ def run_benchmark(scenario: Scenario | str, methods: list[str], rounds: int | No
                   seed: int = 0, out_dir: str | Path | None = None, trace: bool = False,
                   decision_makers: dict[str, DecisionMaker] | None = None, *, overrides: Iterable[str] | None = None,
                   progress: bool = False, num_resamples: int = 2000, train: bool = False,
-                  scenario_arg: str | None | bool = True) -> dict:
+                  scenario_arg: str | None | bool = True, hindsight: str = "auto") -> dict:
     """Run every method on the same seeded rounds and summarize.
 
     Args:
@@ -210,6 +218,13 @@ def run_benchmark(scenario: Scenario | str, methods: list[str], rounds: int | No
         train: also train for real and report time-to-accuracy (see the module docstring).
         scenario_arg: the ``--scenario`` of the reproducing command in results.json (True: the
             scenario's name or path as given; None: none, i.e. the trained policies' scenario).
+        hindsight: ``"auto"``, ``"on"`` or ``"off"``: the best common-cut sequence of each realized
+            episode (``agents.hindsight``), where every method met the same rounds. ``auto`` computes
+            it only where it is an exact bound (the oracle runs, common cut); ``on`` also as a
+            reference from the epsl-bcd solver. Adds ``hindsight_latency_s`` (its mean round latency),
+            ``hindsight`` (kind, inner solver, totals and cuts per episode) and per method
+            ``gap_to_hindsight`` (episode total over the hindsight total, minus 1: mean, max, per
+            episode); when the rounds differed between methods, ``hindsight`` gives the reason.
 
     Returns:
         ``{"scenario", "command", "rounds", "episodes", "seed", "episode_seeds", "methods": {name:
@@ -224,6 +239,8 @@ def run_benchmark(scenario: Scenario | str, methods: list[str], rounds: int | No
     """
     methods = list(methods)
     overrides = list(overrides or [])
+    if hindsight not in HINDSIGHT_MODES:
+        raise ValueError(f"--hindsight: {brief(hindsight)} is not allowed; allowed: {list(HINDSIGHT_MODES)}")
     scen, profile, model, dms, rounds = _prepare(scenario, methods, rounds, episodes, seed, decision_makers,
                                                  overrides)
     if trace and out_dir is None:
@@ -231,7 +248,9 @@ def run_benchmark(scenario: Scenario | str, methods: list[str], rounds: int | No
     out = None if out_dir is None else check_out_dir(out_dir)
     if scenario_arg is True:
         scenario_arg = str(scenario) if isinstance(scenario, (str, Path)) else scen.name
-    command = bench_command(scenario_arg, overrides, methods, rounds, episodes, seed, out_dir, trace, train)
+    command = bench_command(scenario_arg, overrides, methods, rounds, episodes, seed, out_dir, trace, train,
+                            hindsight)
+    tracker = _HindsightTracker(model, hindsight, methods, episodes)
     episode_seeds = [int(seed) + e for e in range(episodes)]
     training = _Training(scen, episode_seeds[0]) if train else None
     curves: dict[str, list] = {name: [] for name in methods}
@@ -273,7 +292,9 @@ def run_benchmark(scenario: Scenario | str, methods: list[str], rounds: int | No
                         check_allocation(alloc, state, model.tables)
                     except InfeasibleAllocation as err:
                         raise RuntimeError(f"{name}: infeasible allocation in episode {ep} round {rnd}: {err}") from None
+                    seen = tracker.see(name, state)
                     lat, nxt = sim.step(alloc)
+                    tracker.add(name, ep, seen, observed, alloc, lat.total)
                     if training is not None:
                         if engine is None:  # built at the method's first cut: no blocks move in round 0
                             engine, curve = training.start(ep_seed, alloc.cut, data)
@@ -319,6 +340,7 @@ def run_benchmark(scenario: Scenario | str, methods: list[str], rounds: int | No
     }
     if oracle is not None:
         results["oracle"] = oracle
+    tracker.report(results, progress)
     accuracy_curves = None
     if training is not None:
         tc = training.tc
@@ -343,6 +365,78 @@ def run_benchmark(scenario: Scenario | str, methods: list[str], rounds: int | No
     if accuracy_curves is not None:
         results["accuracy_curves"] = accuracy_curves
     return results
+
+
+class _HindsightTracker:
+    """Collects what the hindsight figure needs while the methods run: the realized rounds of the
+    first method, a fingerprint of every method's rounds (to check they all met the same ones) and
+    every method's realized (previous cut, cut, latency)."""
+
+    def __init__(self, model: LatencyModel, mode: str, methods: list[str], episodes: int) -> None:
+        self.bound = None
+        self.skip = None
+        if mode != "off":
+            from agents.hindsight import HindsightBound  # noqa: PLC0415
+
+            bound = HindsightBound(model)
+            if mode == "on" or bound.exact:
+                self.bound = bound
+        self.first = methods[0]
+        self.rounds: list[list] = [[] for _ in range(episodes)]
+        self.prints: dict[str, list] = {m: [] for m in methods}
+        self.realized: dict[str, list] = {m: [[] for _ in range(episodes)] for m in methods}
+        self.totals: dict[str, np.ndarray] = {m: np.zeros(episodes) for m in methods}
+
+    def see(self, name: str, state) -> object:
+        """Before the round is stepped: its fingerprint (and, for the first method, the round itself)."""
+        if self.bound is None:
+            return None
+        from agents.hindsight import realized_observation  # noqa: PLC0415
+
+        key = (state.gains.tobytes(), np.asarray(state.client_flops).tobytes(), bool(state.sync),
+               None if state.present is None else np.asarray(state.present).tobytes())
+        return key, (realized_observation(state) if name == self.first else None)
+
+    def add(self, name: str, ep: int, seen, observed, alloc, latency_s: float) -> None:
+        self.totals[name][ep] += latency_s
+        if self.bound is None:
+            return
+        key, obs = seen
+        self.prints[name].append(hash(key))
+        if obs is not None:
+            self.rounds[ep].append(obs)
+        prev = observed.prev_cut if observed.has_prev else None
+        self.realized[name][ep].append((prev, alloc.cut.copy(), float(latency_s)))
+
+    def report(self, results: dict, progress: bool) -> None:
+        """Adds the hindsight figures to ``results`` (see ``run_benchmark``)."""
+        if self.bound is None:
+            return
+        first = self.prints[self.first]
+        if any(p != first for p in self.prints.values()):
+            results["hindsight"] = {"skipped": "the methods met different rounds (the channel or the devices "
+                                               "depend on the decisions: Doppler by latency, mobility by latency "
+                                               "or batteries), so no sequence is best for all of them"}
+            return
+        from tqdm import tqdm  # noqa: PLC0415
+
+        costs = []
+        for ep, rounds in enumerate(tqdm(self.rounds, desc="hindsight", unit="episode", disable=not progress,
+                                         leave=False)):
+            c = self.bound.episode_costs(rounds)
+            for realized in self.realized.values():
+                for t, (prev, cut, lat) in enumerate(realized[ep]):
+                    self.bound.tighten(c, t, prev, cut, lat)
+            costs.append(c)
+        res = self.bound.result(costs)
+        hind = np.asarray(res.episode_total_s)
+        results["hindsight_latency_s"] = res.mean_latency_s
+        results["hindsight"] = {"kind": res.kind, "inner": res.inner, "episode_total_s": res.episode_total_s,
+                                "cuts": res.cuts}
+        for name, totals in self.totals.items():
+            gap = totals / hind - 1.0
+            results["methods"][name]["gap_to_hindsight"] = {"mean": float(gap.mean()), "max": float(gap.max()),
+                                                            "per_episode": gap.tolist()}
 
 
 def time_to_accuracy_markdown(results: dict) -> str:
@@ -453,7 +547,7 @@ def run(args: argparse.Namespace) -> int:
             print(line, file=sys.stderr)
         results = run_benchmark(scenario, methods, args.rounds, args.episodes, args.seed, args.out, args.trace,
                                 overrides=args.overrides, progress=args.progress, train=args.train,
-                                scenario_arg=scenario_arg)
+                                scenario_arg=scenario_arg, hindsight=args.hindsight)
     except ScenarioError:
         raise
     except ValueError as err:

@@ -159,8 +159,9 @@ def _pct(v: float) -> str:
     return f"{100.0 * v:.2f}%"
 
 
-def results_columns(with_gap: bool) -> list[Column]:
-    """The columns of a benchmark results table (``with_gap``: the oracle ran)."""
+def results_columns(with_gap: bool, with_hindsight: bool = False) -> list[Column]:
+    """The columns of a benchmark results table (``with_gap``: the oracle ran; ``with_hindsight``: the
+    hindsight figure was computed)."""
     cols = [
         Column("method", "method"),
         Column("mean_latency_s", "mean s", "{:#.4g}"),
@@ -176,7 +177,14 @@ def results_columns(with_gap: bool) -> list[Column]:
         cols += [Column("gap_to_oracle.mean", "gap mean", _pct), Column("gap_to_oracle.median", "gap median", _pct),
                  Column("gap_to_oracle.p95", "gap p95", _pct),
                  Column("gap_to_oracle.rounds_below", "rounds below oracle", "{}")]
+    if with_hindsight:
+        cols += [Column("gap_to_hindsight.mean", "gap to hindsight", _pct),
+                 Column("gap_to_hindsight.max", "worst episode", _pct)]
     return cols
+
+
+def _table_columns(rows: list[dict]) -> list[Column]:
+    return results_columns(any("gap_to_oracle" in r for r in rows), any("gap_to_hindsight" in r for r in rows))
 
 
 def results_rows(results: dict) -> list[dict]:
@@ -186,7 +194,6 @@ def results_rows(results: dict) -> list[dict]:
 
 def results_markdown(results: dict, title: str = "Benchmark") -> str:
     rows = results_rows(results)
-    with_gap = any("gap_to_oracle" in r for r in rows)
     head = [f"# {title}", ""]
     if "scenario" in results:
         s = results["scenario"]
@@ -196,14 +203,24 @@ def results_markdown(results: dict, title: str = "Benchmark") -> str:
     if "episodes" in results:
         head.append(f"{results['episodes']} episode(s) x {results['rounds']} round(s), seed {results['seed']}; "
                     "latency per round in seconds, 95% CI by stratified bootstrap of the mean.")
+    hind = results.get("hindsight")
+    if hind is not None and "skipped" in hind:
+        head.append(f"No hindsight figure: {hind['skipped']}.")
+    elif hind is not None:
+        what = ("a bound (exact inner minimum)" if hind["kind"] == "bound" else
+                "a reference (inner minimum by the epsl-bcd solver, tightened by every method's rounds; not "
+                "provably optimal)")
+        head.append(f"Hindsight: the best common-cut sequence of each realized episode averages "
+                    f"{results['hindsight_latency_s']:#.4g} s per round, {what}; the gap is each episode's total "
+                    "over it, minus 1.")
     if "command" in results:
         head += ["", "```", results["command"], "```"]
-    return "\n".join(head) + "\n\n" + markdown_table(rows, results_columns(with_gap))
+    return "\n".join(head) + "\n\n" + markdown_table(rows, _table_columns(rows))
 
 
 def results_csv(results: dict) -> str:
     rows = results_rows(results)
-    return csv_table(rows, results_columns(any("gap_to_oracle" in r for r in rows)))
+    return csv_table(rows, _table_columns(rows))
 
 
 def write_results(results: dict, out_dir: str | Path, title: str = "Benchmark") -> list[Path]:

@@ -55,7 +55,8 @@ def round_energy(tables: SchemeTables, kappa: float, client_flops: np.ndarray, c
         if prev_cut is not None and tables.migration:
             moved = np.abs(delta - tables.param_bits[np.asarray(prev_cut)])
             air = air + np.where((cut < np.asarray(prev_cut)) & (moved > 0), moved / rate, 0.0)
-    transmit = radiated * air
+    # a client without subchannels radiates nothing (its air time is infinite or undefined)
+    transmit = np.where(radiated > 0, radiated * np.where(radiated > 0, air, 0.0), 0.0)
     if present is not None:
         compute = np.where(present, compute, 0.0)
         transmit = np.where(present, transmit, 0.0)

@@ -246,7 +246,7 @@ def test_distributed_psltrain_env_runs_its_rounds_on_the_distributed_engine():
 
 def test_distributed_killed_client_gives_a_clear_error_not_a_hang():
     close_shared_cluster()  # one process group per process: this test needs its own cluster
-    own = Cluster.local(2, timeout_s=10.0)
+    own = Cluster.local(2, timeout_s=30.0)
     try:
         engine = DistributedSplitEngine(scenario({}), initial_cut=2, cluster=own)
         engine.step()
@@ -269,7 +269,7 @@ def test_distributed_killed_client_gives_a_clear_error_not_a_hang():
 def test_distributed_client_error_reaches_the_server():
     """A client that fails (here: no dataset files on its machine) stops, and the server's error says why."""
     close_shared_cluster()
-    own = Cluster.local(2, timeout_s=10.0)
+    own = Cluster.local(2, timeout_s=30.0)
     s = scenario({"training": {"dataset": "mnist", "data_dir": "/nonexistent-psl-data"}})
     try:
         with pytest.raises(DistributedError, match=r"client 0 \(rank 1\) failed during the start-up of round 1: "
