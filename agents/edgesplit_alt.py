@@ -136,8 +136,12 @@ class EdgeSplitAltOptimizer(DecisionMaker):
         return shares, finish_at
 
     def _choose_cuts(self, ctx: ResourceContext, r_up: np.ndarray, r_dn: np.ndarray,
-                     start: np.ndarray | None) -> tuple[np.ndarray, float]:
-        """Cuts given rates: best common cut, then single-device changes while the latency drops."""
+                     starts: list[np.ndarray]) -> tuple[np.ndarray, float]:
+        """Cuts given rates: the best of the best common cut and ``starts`` (the previous
+        alternation's cuts, the previous round's), then single-device changes while the latency drops.
+
+        Starting from the previous round's cuts matters with migration: from a common cut, one
+        device's change at a time cannot leave a tie of identical devices in a maximum phase."""
         n = ctx.n
         common = np.repeat(self.cuts[:, None], n, axis=1)
         totals = ctx.terms(common).total(r_up, r_dn)
@@ -145,7 +149,7 @@ class EdgeSplitAltOptimizer(DecisionMaker):
         cur, cur_val = common[j].copy(), float(totals[j])
         if self.model.common_cut:
             return cur, cur_val
-        if start is not None:
+        for start in starts:
             val = float(ctx.terms(start).total(r_up, r_dn))
             if val < cur_val:
                 cur, cur_val = start.copy(), val
@@ -171,13 +175,14 @@ class EdgeSplitAltOptimizer(DecisionMaker):
         counts = round_shares(np.full(n, m / n), m)
         order = np.arange(n)
         cuts = None
+        previous = [np.asarray(obs.prev_cut, dtype=np.int64)] if obs.has_prev else []
         best_val, best = np.inf, None
         seen: set[tuple[int, ...]] = set()
         for _ in range(self.max_iter):
             owner = deal_by_counts(ctx.preference_lists, counts, order)
             power = ctx.powers(owner) if self.power == "waterfill" else equal_power(owner, budget)
             r_up, r_dn = rates(model.radio, gains, owner, power)
-            cuts, val = self._choose_cuts(ctx, r_up, r_dn, cuts)
+            cuts, val = self._choose_cuts(ctx, r_up, r_dn, previous + ([] if cuts is None else [cuts]))
             if val < best_val:
                 best_val, best = val, Allocation(cuts.copy(), owner, power)
             seen.add(tuple(counts.tolist()))
