@@ -2,12 +2,12 @@
 common cut with EPSL-BCD's subchannels and power (EdgeSplit's speedup, docs/reproduction.md).
 
 1. Selection, on training seeds (``--select-seed``, ``--select-episodes``) disjoint from the
-   evaluation seeds: every common cut j = 1..L-1 is run as ``epsl-bcd@cutj`` (EPSL-BCD restricted
-   to cut j: ``FixedCutSolver`` solves subchannels and power for that cut from the greedy and the
-   proportional start and keeps the better, as ``epsl-bcd`` does at the cut it picks). The cut with
+   evaluation seeds: every common cut j = 1..L-1 is run as ``epsl-bcd:cut=j`` (EPSL-BCD restricted
+   to cut j, ``psl bench --methods epsl-bcd:cut=j``: subchannels and power for that cut from the
+   greedy and the proportional start, the better kept, as ``epsl-bcd`` does at the cut it picks). The cut with
    the lowest mean round latency is the scenario's best fixed common cut.
 2. Evaluation, with ``run_benchmark`` on the evaluation seeds: the ``--methods`` (default
-   ``edgesplit-alt,fixed``) and ``epsl-bcd@cutJ`` at the chosen cut, all on the same seeded rounds;
+   ``edgesplit-alt,fixed``) and ``epsl-bcd:cut=J`` at the chosen cut, all on the same seeded rounds;
    the bench outputs (results.md, rounds.csv, ``--trace``) go to ``--out``.
 
 Prints the selection table (mean latency per cut), the chosen cut, the evaluation table and, for
@@ -25,47 +25,20 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from agents.base import DecisionMaker  # noqa: E402
 from agents.registry import split_specs  # noqa: E402
 from psl_env.models.profile import load_profile  # noqa: E402
-from psl_env.resources.context import FixedCutSolver  # noqa: E402
-from psl_env.system.latency import LatencyModel  # noqa: E402
 from psl_env.system.scenario import load_scenario  # noqa: E402
-from psl_env.system.state import Allocation, Observation  # noqa: E402
 from trainers.bench import run_benchmark  # noqa: E402
-
-
-class FixedCutBCD(DecisionMaker):
-    """EPSL-BCD restricted to one common cut: subchannels and water-filled power by ``FixedCutSolver``.
-
-    Args:
-        model: the scenario's latency model.
-        cut: the common cut, 1..L-1.
-    """
-
-    def __init__(self, model: LatencyModel, cut: int) -> None:
-        super().__init__(model)
-        if not 1 <= int(cut) <= model.num_blocks - 1:
-            raise ValueError(f"cut: {cut!r} outside 1..{model.num_blocks - 1}")
-        self.cut = int(cut)
-        self.solver = FixedCutSolver(model)
-        self.name = f"epsl-bcd@cut{self.cut}"
-
-    def decide(self, obs: Observation) -> Allocation:
-        alloc, _ = self.solver.solve(obs, self.cut, starts=("greedy", "proportional"))
-        return alloc
 
 
 def best_common_cut(scenario: str, overrides: list[str], rounds: int, episodes: int, seed: int,
                     cuts: list[int] | None = None) -> tuple[int, dict[int, float]]:
     """(the cut with the lowest mean latency on the given seeds, {cut: mean latency s})."""
     scen = load_scenario(scenario, overrides or None)
-    model = LatencyModel(scen, load_profile(scen.model))
-    cuts = cuts or list(range(1, model.num_blocks))
-    dms = {f"epsl-bcd@cut{j}": FixedCutBCD(model, j) for j in cuts}
-    res = run_benchmark(scenario, list(dms), rounds, episodes, seed, None, decision_makers=dms,
-                        overrides=overrides, num_resamples=10)
-    means = {j: res["methods"][f"epsl-bcd@cut{j}"]["mean_latency_s"] for j in cuts}
+    cuts = cuts or list(range(1, load_profile(scen.model).num_blocks))
+    res = run_benchmark(scenario, [f"epsl-bcd:cut={j}" for j in cuts], rounds, episodes, seed, None,
+                        overrides=overrides, num_resamples=10, hindsight="off")
+    means = {j: res["methods"][f"epsl-bcd:cut={j}"]["mean_latency_s"] for j in cuts}
     return min(means, key=means.get), means
 
 
@@ -94,12 +67,9 @@ def main(argv: list[str] | None = None) -> int:
     for j, v in means.items():
         print(f"  cut {j:2d}: {v:10.4f}{'   <- best' if j == best else ''}")
 
-    scen = load_scenario(args.scenario, args.overrides or None)
-    model = LatencyModel(scen, load_profile(scen.model))
-    baseline = FixedCutBCD(model, best)
-    methods = split_specs(args.methods) + [baseline.name]
+    methods = split_specs(args.methods) + [f"epsl-bcd:cut={best}"]
     res = run_benchmark(args.scenario, methods, args.rounds, args.episodes, args.seed, args.out, args.trace,
-                        decision_makers={baseline.name: baseline}, overrides=args.overrides)
+                        overrides=args.overrides)
     ref = args.reference or methods[0]
     ref_mean = res["methods"][ref]["mean_latency_s"]
     print(f"\nevaluation: seeds {args.seed}..{args.seed + args.episodes - 1}, {args.rounds} rounds each"

@@ -48,8 +48,7 @@ def test_bench_physics_recomputes_the_radio_of_the_latency_model(tmp_path, capsy
     assert float(out.split("largest relative difference")[-1].split()[0]) < 1e-9
 
 
-def test_fixed_cut_bcd_at_epsl_bcds_cut_decides_as_epsl_bcd():
-    best_cut = _script("bench_best_cut")
+def test_epsl_bcd_restricted_to_its_own_cut_decides_as_epsl_bcd():
     sim = NetworkSimulator(load_scenario("small-exact"))
     model = sim.latency_model
     bcd = make_decision_maker("epsl-bcd", model)
@@ -57,7 +56,15 @@ def test_fixed_cut_bcd_at_epsl_bcds_cut_decides_as_epsl_bcd():
     for _ in range(5):
         obs = state.observation()
         alloc = bcd.decide(obs)
-        fixed = best_cut.FixedCutBCD(model, int(alloc.cut[0])).decide(obs)
+        fixed = make_decision_maker(f"epsl-bcd:cut={int(alloc.cut[0])}", model).decide(obs)
         assert np.array_equal(fixed.cut, alloc.cut)
         assert model.evaluate(state, fixed).total == model.evaluate(state, alloc).total
         state = sim.step(alloc)[1]
+
+
+def test_the_regime_map_smoke_run_writes_its_table_and_plot(tmp_path):
+    regime = _script("bench_regime_map")
+    assert regime.main(["--out", str(tmp_path), "--rounds", "4"]) == 0
+    text = (tmp_path / "regime_map.md").read_text()
+    assert text.count("\n") == 4 and "best fixed cut gap" in text
+    assert (tmp_path / "regime_map.png").stat().st_size > 0
