@@ -59,25 +59,30 @@ def bootstrap_iqm_ci(x: np.ndarray, seed: int = 0, n: int = 5000) -> tuple[float
     return float(lo), float(hi)
 
 
-def train_one(setting: str, agent: str, seed: int, out: Path, timesteps: int | None, extra: list[str]) -> tuple[str, float]:
-    cfg, default_steps, _ = AGENTS[agent]
-    run_dir = out / setting / f"{agent}-s{seed}"
+def train_run(config: Path, scenario: str, overrides: list[str], seed: int, timesteps: int, run_dir: Path,
+              log: Path) -> tuple[str, float]:
+    """One ``psl train`` in a subprocess (one BLAS thread), skipped when ``run_dir/model.zip`` exists.
+    Returns (run folder, or "" when it failed; seconds)."""
     if (run_dir / "model.zip").is_file():
         return str(run_dir), 0.0
-    cmd = [sys.executable, "-m", "trainers.cli", "train", "--config", str(ROOT / cfg), "--scenario", SCENARIO,
-           "--seed", str(seed), "--timesteps", str(timesteps or default_steps), "--out", str(run_dir),
-           "--no-progress", *extra]
-    for item in SETTINGS[setting]:
+    cmd = [sys.executable, "-m", "trainers.cli", "train", "--config", str(config), "--scenario", scenario,
+           "--seed", str(seed), "--timesteps", str(timesteps), "--out", str(run_dir), "--no-progress"]
+    for item in overrides:
         cmd += ["--set", item]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     t0 = time.perf_counter()
-    log = out / setting / f"{agent}-s{seed}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("w") as fh:
         code = subprocess.run(cmd, cwd=ROOT, env=env, stdout=fh, stderr=subprocess.STDOUT).returncode
     if code != 0 or not (run_dir / "model.zip").is_file():
         return "", time.perf_counter() - t0  # failed: reported, left out of the table
     return str(run_dir), time.perf_counter() - t0
+
+
+def train_one(setting: str, agent: str, seed: int, out: Path, timesteps: int | None) -> tuple[str, float]:
+    cfg, default_steps, _ = AGENTS[agent]
+    return train_run(ROOT / cfg, SCENARIO, SETTINGS[setting], seed, timesteps or default_steps,
+                     out / setting / f"{agent}-s{seed}", out / setting / f"{agent}-s{seed}.log")
 
 
 def perfect_csi_bound(overrides: list[str], rounds: int, episodes: int) -> dict:
@@ -177,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     jobs = [(s, a, seed) for s in settings for a in agents for seed in seeds]
     t0 = time.perf_counter()
     with ThreadPoolExecutor(max_workers=max(args.jobs, 1)) as pool:
-        done = list(pool.map(lambda j: (j, train_one(j[0], j[1], j[2], out, args.timesteps, [])), jobs))
+        done = list(pool.map(lambda j: (j, train_one(j[0], j[1], j[2], out, args.timesteps)), jobs))
     failed = set()
     for (s, a, seed), (run_dir, secs) in done:
         if not run_dir:
