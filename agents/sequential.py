@@ -31,6 +31,12 @@ from .base import DecisionMaker
 from .hindsight import best_cut_sequence
 
 
+def _at_least_one(owner: str, key: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{owner}: {key}={value!r} is not allowed; allowed: an integer >= 1")
+    return int(value)
+
+
 class _CutScheduler(DecisionMaker):
     """Shared: the inner solver and the per-cut costs of an observed round."""
 
@@ -63,9 +69,7 @@ class HysteresisScheduler(_CutScheduler):
 
     def __init__(self, model: LatencyModel, window: int = 3, backend: str = "auto") -> None:
         super().__init__(model, backend)
-        if isinstance(window, bool) or not isinstance(window, (int, np.integer)) or window < 1:
-            raise ValueError(f"hysteresis: window={window!r} is not allowed; allowed: an integer >= 1")
-        self.window = int(window)
+        self.window = _at_least_one("hysteresis", "window", window)
 
     def decide(self, obs: Observation) -> Allocation:
         free, free_allocs = self._solve_all(replace(obs, has_prev=False))  # without migration
@@ -95,9 +99,7 @@ class MPCScheduler(_CutScheduler):
 
     def __init__(self, model: LatencyModel, horizon: int = 3, backend: str = "auto") -> None:
         super().__init__(model, backend)
-        if isinstance(horizon, bool) or not isinstance(horizon, (int, np.integer)) or horizon < 1:
-            raise ValueError(f"mpc: horizon={horizon!r} is not allowed; allowed: an integer >= 1")
-        self.horizon = int(horizon)
+        self.horizon = _at_least_one("mpc", "horizon", horizon)
         scen = model.scenario
         corr = scen.channel.correlation
         self.fading_corr = float(corr) if scen.channel.kind == "gauss-markov" and not isinstance(corr, str) else 1.0

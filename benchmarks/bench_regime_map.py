@@ -108,11 +108,12 @@ def plot(points: list[dict], path: Path) -> None:
             if np.isfinite(v):
                 ax.text(j, i, f"{v:.2f}%", ha="center", va="center", color="w" if v < 0.6 * vmax else "k", fontsize=8)
         ax.set_xticks(range(len(loads)), loads, fontsize=8)
-        ax.set_yticks(range(len(batches)), [f"{r}, b={b}" for r, b in batches], fontsize=7)
+        first = ax is axes[0][0]
+        ax.set_yticks(range(len(batches)), [f"{r}, b={b}" for r, b in batches] if first else [], fontsize=7)
         ax.set_title(f"churn leave {churn}")
         ax.set_xlabel("background load")
     fig.colorbar(im, ax=axes[0].tolist(), label="epsl-bcd gap to hindsight, %")
-    fig.suptitle(f"{SCENARIO}: myopic epsl-bcd above the best cut sequence in hindsight")
+    fig.suptitle(f"{SCENARIO}: myopic epsl-bcd above the best cut sequence in hindsight", y=1.04)
     fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
 

@@ -1,7 +1,8 @@
 """Learned sequential schedulers against the hindsight figure and the causal baselines.
 
-For each setting (``dynamic-edge`` as shipped; ``no-load``: the same without background load, a
-point of the regime map where the per-round optimizer falls short of the hindsight figure), PPO
+For each setting (``dynamic-edge`` as shipped; ``narrow-band``: the same with 200 kHz subchannels, the
+region of the regime map, benchmarks/bench_regime_map.py, where the per-round optimizer falls
+furthest short of the hindsight figure: it keeps round 0's cut while the load moves the best one), PPO
 (``configs/agents/ppo-dynamic.yaml``) is trained once per training seed into ``OUT/SETTING/ppo-dynamic-sSEED``
 (skipped when ``model.zip`` is there). The best fixed common cut is chosen on training seeds 2000...
 Then ``psl bench --hindsight on`` runs the trained policies and the causal baselines (``epsl-bcd``,
@@ -32,7 +33,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from bench_agents import bootstrap_iqm_ci, iqm, train_run  # noqa: E402
 
 SCENARIO = "dynamic-edge"
-SETTINGS = {"dynamic-edge": [], "no-load": ["dynamics.load_levels=[1.0]"]}
+SETTINGS = {"dynamic-edge": [], "narrow-band": ["channel.subchannel_bw_hz=2e5"]}
 AGENT = ("ppo-dynamic", ROOT / "configs" / "agents" / "ppo-dynamic.yaml", 100_000)
 BASELINES = ("epsl-bcd", "epsl-bcd:migration_aware=false", "hysteresis", "mpc")
 BENCH_SEED = 1000

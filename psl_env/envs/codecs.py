@@ -36,6 +36,7 @@ import numpy as np
 from gymnasium import spaces
 
 from ..backend import load_kernels
+from ..named import register_named
 from ..resources.context import FixedCutSolver
 from ..resources.greedy import TabulatedGreedy, anchor_candidates, gather_owned, priority_owner, uplink_need
 from ..resources.waterfill import water_fill_owned
@@ -571,13 +572,7 @@ CODECS: dict[str, type[Codec]] = {}
 
 def register_codec(cls: type[Codec], replace: bool = False) -> type[Codec]:
     """Make ``cls`` available as the env's ``action.type: <cls.name>`` (idempotent for the same class)."""
-    if not cls.name:
-        raise ValueError(f"{cls.__name__}: a codec needs a non-empty name")
-    old = CODECS.get(cls.name)
-    if old is not None and old is not cls and not replace:
-        raise ValueError(f"codec {cls.name!r} is already registered; pass replace=True to override")
-    CODECS[cls.name] = cls
-    return cls
+    return register_named(CODECS, cls.name, cls, "codec", replace)
 
 
 for _codec in (DictCodec, BoxCodec, MultiDiscreteCodec, AssistedCodec):

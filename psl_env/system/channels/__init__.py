@@ -8,6 +8,7 @@ shipped models; anywhere, e.g. a user module or a test, for others)::
 
 from __future__ import annotations
 
+from ...named import register_named
 from ..scenario import Scenario
 from .base import Channel
 from .gauss_markov import GaussMarkovChannel
@@ -18,13 +19,7 @@ CHANNELS: dict[str, type[Channel]] = {}
 
 def register_channel(cls: type[Channel], replace: bool = False) -> type[Channel]:
     """Make ``cls`` available as ``channel.kind: <cls.name>`` (idempotent for the same class)."""
-    if not cls.name:
-        raise ValueError(f"{cls.__name__}: a channel model needs a non-empty name")
-    old = CHANNELS.get(cls.name)
-    if old is not None and old is not cls and not replace:
-        raise ValueError(f"channel model {cls.name!r} is already registered; pass replace=True to override")
-    CHANNELS[cls.name] = cls
-    return cls
+    return register_named(CHANNELS, cls.name, cls, "channel model", replace)
 
 
 def make_channel(scenario: Scenario, num_envs: int, rngs: list, backend: str = "auto") -> Channel:

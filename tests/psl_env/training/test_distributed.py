@@ -7,7 +7,6 @@ starts is stopped by the test (``Cluster.close``) or at the latest when the test
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 import signal
@@ -22,10 +21,10 @@ import pytest
 import torch
 import torch.distributed as dist
 
+from tests.psl_env.training.helpers import scenario_from
 from psl_env.envs.train_env import PSLTrainEnv
 from psl_env.models import load_profile
 from psl_env.system.latency import cut_terms
-from psl_env.system.scenario import load_scenario
 from psl_env.system.scheme import SchemeTables
 from psl_env.training.distributed import (Cluster, DistributedError, DistributedSplitEngine, LinkRates,
                                           close_shared_cluster, shared_cluster)
@@ -47,13 +46,7 @@ SCHEMES = {"psl": {}, "epsl": {"scheme": "epsl", "phi": 0.5}, "sfl": {"scheme": 
 
 
 def scenario(over: dict):
-    cfg = copy.deepcopy(BASE)
-    for key, value in over.items():
-        if key == "training":
-            cfg["training"].update(value)
-        else:
-            cfg[key] = value
-    return load_scenario(cfg)
+    return scenario_from(BASE, over)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -288,7 +281,7 @@ def test_distributed_rejects_widths_without_a_wire_type():
 @pytest.mark.slow
 def test_distributed_one_command_local_launch(tmp_path):
     out = tmp_path / "rounds.json"
-    cmd = [sys.executable, "-m", "psl_env.training.distributed", "--rounds", "3", "--links", "--timeout", "20",
+    cmd = [sys.executable, "-m", "psl_env.training.distributed", "--rounds", "3", "--links", "--timeout", "60",
            "--set", "num_clients=2", "--set", "num_subchannels=4", "--set", "scheme=sfl", "--json", str(out)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
@@ -318,7 +311,7 @@ def test_distributed_torchrun_style_launch(tmp_path):
             env = dict(os.environ, RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world),
                        LOCAL_WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port),
                        TORCHELASTIC_USE_AGENT_STORE="True", TORCHELASTIC_RESTART_COUNT="0", GLOO_SOCKET_IFNAME="lo")
-            cmd = [sys.executable, "-m", "psl_env.training.distributed", "--rounds", "2", "--timeout", "20",
+            cmd = [sys.executable, "-m", "psl_env.training.distributed", "--rounds", "2", "--timeout", "60",
                    "--set", "num_clients=2", "--set", "num_subchannels=4", "--set", "scheme=epsl",
                    "--set", "phi=0.5", "--json", str(out)]
             procs.append(subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))

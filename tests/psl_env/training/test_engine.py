@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from psl_env.system.scenario import load_scenario
+from tests.psl_env.training.helpers import scenario_from
 from psl_env.training.datasets import Dataset, load_dataset
 from psl_env.training.engine import SplitTrainingEngine, random_shift, resolve_model
 
@@ -19,13 +19,7 @@ BASE = {"model": "small-cnn", "num_clients": 4, "num_subchannels": 8, "batch_siz
 
 
 def scenario(**over):
-    cfg = copy.deepcopy(BASE)
-    for key, value in over.items():
-        if key == "training":
-            cfg["training"].update(value)
-        else:
-            cfg[key] = value
-    return load_scenario(cfg)
+    return scenario_from(BASE, over)
 
 
 def even_data(n_train: int = 400) -> Dataset:

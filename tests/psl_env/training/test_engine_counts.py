@@ -8,16 +8,15 @@ torch's ``FlopCounterMode`` must agree with the profile's FLOPs (docs/training.m
 
 from __future__ import annotations
 
-import copy
 
 import numpy as np
 import pytest
 from torch.utils.flop_counter import FlopCounterMode
 
+from tests.psl_env.training.helpers import scenario_from
 from psl_env.models import build_model, load_profile
 from psl_env.models.profiler import measure_blocks
 from psl_env.system.latency import cut_terms, server_time
-from psl_env.system.scenario import load_scenario
 from psl_env.system.scheme import SchemeTables
 from psl_env.training.engine import RoundResult, SplitTrainingEngine
 
@@ -46,13 +45,7 @@ CASES = {
 
 
 def scenario(over: dict):
-    cfg = copy.deepcopy(BASE)
-    for key, value in over.items():
-        if key == "training":
-            cfg["training"].update(value)
-        else:
-            cfg[key] = value
-    return load_scenario(cfg)
+    return scenario_from(BASE, over)
 
 
 def cut_array(cut, n: int) -> np.ndarray:
