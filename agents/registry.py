@@ -22,6 +22,7 @@ import yaml
 
 from psl_env.system.latency import LatencyModel
 
+from .algorithms import ALGORITHMS
 from .base import DecisionMaker
 from .edgesplit_alt import EdgeSplitAltOptimizer
 from .epsl_bcd import EPSLBCDOptimizer
@@ -171,5 +172,5 @@ def _sb3_factory(algo: str) -> Factory:
     return factory
 
 
-for _algo in ("ppo", "sac", "a2c", "td3", "maskable-ppo"):
+for _algo in ALGORITHMS:
     register(_algo, _sb3_factory(_algo), f"trained {_algo} policy: {_algo}:RUN_DIR (from `psl train`)")

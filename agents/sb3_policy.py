@@ -25,16 +25,11 @@ from psl_env.system.allocation import reference_allocation
 from psl_env.system.latency import LatencyModel
 from psl_env.system.state import Allocation, Observation
 
+from .algorithms import ALGORITHMS
 from .base import DecisionMaker
 
 # algo name -> (module, class)
-ALGO_CLASSES = {
-    "ppo": ("stable_baselines3", "PPO"),
-    "a2c": ("stable_baselines3", "A2C"),
-    "sac": ("stable_baselines3", "SAC"),
-    "td3": ("stable_baselines3", "TD3"),
-    "maskable-ppo": ("sb3_contrib", "MaskablePPO"),
-}
+ALGO_CLASSES = {name: (module, cls) for name, (module, cls, _) in ALGORITHMS.items()}
 # env config keys that shape what the policy sees and does (the scenario comes from the benchmark)
 POLICY_ENV_KEYS = ("action_type", "action", "reward", "max_latency_ratio")
 

@@ -45,6 +45,7 @@ from typing import Any, Callable
 import numpy as np
 import yaml
 
+from agents.algorithms import ALGORITHMS
 from psl_env.config_files import brief, clip, locate, read_yaml, shipped
 
 ENV_ID = "psl_env/PSL-v0"
@@ -54,13 +55,7 @@ ENV_IDS = {ENV_ID: "epsl-resnet18", TRAIN_ENV_ID: "digits-train"}
 SECTION = "psl"  # the file's own settings, beside the env id entries
 
 # algo -> (module, class, action types it can drive)
-ALGOS: dict[str, tuple[str, str, tuple[str, ...]]] = {
-    "ppo": ("stable_baselines3", "PPO", ("box", "multidiscrete", "assisted")),
-    "a2c": ("stable_baselines3", "A2C", ("box", "multidiscrete", "assisted")),
-    "sac": ("stable_baselines3", "SAC", ("box",)),
-    "td3": ("stable_baselines3", "TD3", ("box",)),
-    "maskable-ppo": ("sb3_contrib", "MaskablePPO", ("multidiscrete", "assisted")),
-}
+ALGOS = ALGORITHMS
 # the names rl_zoo3 gives the algorithms (``--algo``); MaskablePPO is sb3-contrib's ``ppo_mask``
 ZOO_ALGOS = {"ppo": "ppo", "a2c": "a2c", "sac": "sac", "td3": "td3", "maskable-ppo": "ppo_mask"}
 ALGO_ALIASES = {zoo: ours for ours, zoo in ZOO_ALGOS.items() if zoo != ours}
