@@ -464,7 +464,10 @@ class AssistedCodec(Codec):
         owner = np.empty((k, self.m), dtype=np.int64)
         power = np.empty((k, self.m))
         for i in range(k):
-            alloc = self._solver.solve(obs[i], cut[i])[0]
+            # the solver sees only the clients taking part: nobody waits for an absent one
+            sub, expand = obs[i].present_subproblem()
+            present = np.ones(self.n, dtype=bool) if obs.present is None else obs.present[i]
+            alloc = expand(self._solver.solve(sub, cut[i][present])[0])
             owner[i], power[i] = alloc.owner, alloc.power_w
         return Decoded(cut, owner, power, self._zeros(k) if moved is None else moved, self._zeros(k), True)
 

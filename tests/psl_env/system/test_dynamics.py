@@ -138,3 +138,27 @@ def test_an_empty_battery_drops_the_device_for_good():
     gone = batteries[-1] <= 0
     assert gone.any() and not state.present[gone].any()
     assert np.all(np.diff(np.asarray(batteries), axis=0) <= 1e-12)  # batteries only drain
+
+
+def test_the_assisted_codec_solves_for_the_present_devices_only():
+    import gymnasium as gym
+
+    import psl_env  # noqa: F401
+    from psl_env.resources.context import FixedCutSolver
+
+    env = gym.make("psl_env/PSL-v0", scenario="small-exact", overrides=CHURN, action_type="assisted")
+    core = env.unwrapped
+    solver = FixedCutSolver(core.latency_model)
+    env.reset(seed=5)
+    checked = 0
+    for _ in range(30):
+        obs = core.state.observation()
+        _, _, _, truncated, info = env.step(np.int64(2))  # cut 3
+        if obs.present is not None and not obs.present.all():
+            sub, expand = obs.present_subproblem()
+            want = expand(solver.solve(sub, 3)[0])
+            np.testing.assert_array_equal(info["allocation"]["owner"], want.owner)
+            checked += 1
+        if truncated:
+            env.reset()
+    assert checked > 3
