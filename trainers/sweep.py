@@ -242,6 +242,8 @@ def _run_ray(spec: SweepSpec, jobs: list[dict], out: Path, args: argparse.Namesp
             base = {k: job[k] for k in ("trial_id", "config_id", "seed", "params")}
             evals = (status or {}).get("evals", [])
             if result.error is None:
+                if status is None:  # never started (the time budget ran out first): runs on a re-run
+                    continue
                 write_status(Path(job["status"]), {**base, "status": "stopped", "evals": evals})
             else:
                 lines = [ln for ln in str(result.error).splitlines() if ln.strip()]
@@ -268,8 +270,10 @@ def run(args: argparse.Namespace) -> int:
     out = check_out_dir(args.out or f"runs/sweep/{spec.name}").resolve()
     _check_same_sweep(spec, out)
     statuses = _statuses(spec, out)
+    # a trial stopped by early stopping is final; one stopped only by --time-budget runs again
+    finished = FINISHED if spec.asha else ("done",)
     pending = [_job(spec, t, out) for t in spec.trials()
-               if not (statuses[t.trial_id] and statuses[t.trial_id]["status"] in FINISHED)]
+               if not (statuses[t.trial_id] and statuses[t.trial_id]["status"] in finished)]
     if not args.summary_only:
         for job in pending:
             _check_trial(job)

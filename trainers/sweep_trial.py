@@ -7,8 +7,8 @@ strings (read back exactly as ``psl train --hyperparams`` reads them), the seed 
 
 Status files (``SWEEP/status/TRIAL.json``, replaced atomically) say where each trial is:
 ``running`` (with the evaluations so far), ``done``, ``stopped`` (early stopping or the time
-budget, written by the driver) or ``error`` (with the error). A re-run skips ``done`` and
-``stopped`` trials; any other trial starts again from an empty run folder.
+budget) or ``error`` (with the error). A re-run skips ``done`` trials, and ``stopped`` ones
+when the sweep uses early stopping; any other trial starts again from an empty run folder.
 """
 
 from __future__ import annotations

@@ -255,3 +255,28 @@ def test_sweep_trial_stopped_by_the_scheduler_is_stopped_not_failed(tmp_path):
         run_trial(job, report=stop_at_128)
     status = json.loads(Path(job["status"]).read_text())
     assert status["status"] == "stopped" and [e["timesteps"] for e in status["evals"]] == [64, 128]
+
+
+def test_sweep_rerun_skips_stopped_trials_only_under_early_stopping(tmp_path, capsys):
+    """A trial ASHA stopped is final; one stopped by --time-budget alone (no asha:) runs again."""
+    from trainers.sweep_trial import write_status
+
+    out = tmp_path / "out"
+    done = _status("c000-s0", 0.1, 1.1)
+    stopped = {**_status("c000-s1", 0.2, 1.2), "status": "stopped"}
+    write_status(out / "status" / "c000-s0.json", done)
+    write_status(out / "status" / "c000-s1.json", stopped)
+    with_asha = _sweep_file(tmp_path, asha={"grace_period": 64})
+    assert main(["sweep", str(with_asha), "--out", str(out), "--sequential"]) == 0
+    assert "all 2 trial(s) finished" in capsys.readouterr().out
+    assert json.loads((out / "results.json").read_text())["not_done"][0]["status"] == "stopped"
+
+    other = tmp_path / "out2"
+    (other / "status").mkdir(parents=True)
+    for name in ("c000-s0.json", "c000-s1.json"):
+        (other / "status" / name).write_bytes((out / "status" / name).read_bytes())
+    assert main(["sweep", str(_sweep_file(tmp_path)), "--out", str(other), "--sequential"]) == 0
+    assert "1 trial(s) to run, 1 finished (skipped)" in capsys.readouterr().out
+    results = json.loads((other / "results.json").read_text())
+    assert results["not_done"] == [] and results["trials"]["c000-s1"]["status"] == "done"
+    assert (other / "trials" / "c000-s1" / "model.zip").is_file() and not (other / "trials" / "c000-s0").exists()
