@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q -c constraints.txt torch==2.13.0
-	$(PY) -m pip install -q -c constraints.txt -e ".[test,fast]"
+	$(PY) -m pip install -q -c constraints.txt -e ".[test,fast,ray]"
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -1,8 +1,9 @@
 """Config files: the shipped scenarios and agent configs, and reading a YAML file safely.
 
-The repository keeps the shipped files in ``configs/scenarios`` and ``configs/agents``; the build
-installs that folder as the package ``psl_env.configs`` (see ``pyproject.toml``), so an installed
-wheel and an editable checkout find them the same way, through ``importlib.resources``.
+The repository keeps the shipped files in ``configs/scenarios``, ``configs/agents`` and
+``configs/sweeps``; the build installs that folder as the package ``psl_env.configs`` (see
+``pyproject.toml``), so an installed wheel and an editable checkout find them the same way, through
+``importlib.resources``.
 
 ``read_yaml`` turns every way a file can be wrong (missing, a folder, not text, too large, empty,
 invalid YAML, a key given twice) into one error naming the file, and ``brief`` keeps any value
@@ -18,7 +19,7 @@ from typing import Any
 
 import yaml
 
-KINDS = ("scenarios", "agents")
+KINDS = ("scenarios", "agents", "sweeps")
 MAX_BYTES = 1 << 20  # a scenario or agent config is a few hundred bytes; refuse anything above 1 MiB
 MAX_SHOWN = 160  # characters of a value quoted in an error message
 
@@ -38,10 +39,12 @@ def brief(value: Any) -> str:
 
 
 def shipped(kind: str) -> dict[str, Any]:
-    """Shipped config files of ``kind`` (``scenarios`` or ``agents``): name -> resource (``Traversable``)."""
+    """Shipped config files of ``kind`` (``scenarios``, ``agents`` or ``sweeps``): name -> resource (``Traversable``)."""
     if kind not in KINDS:
         raise ValueError(f"kind: {kind!r} is not allowed; allowed: {list(KINDS)}")
     root = resources.files("psl_env.configs").joinpath(kind)
+    if not root.is_dir():  # an install that ships none of this kind
+        return {}
     return {p.name[: -len(".yaml")]: p for p in sorted(root.iterdir(), key=lambda p: p.name)
             if p.name.endswith(".yaml") and p.is_file()}
 
@@ -56,7 +59,7 @@ def locate(name_or_path: str | Path, kind: str, label: str, error: type[Exceptio
     if not path.is_file() and str(name_or_path) in found:
         return found[str(name_or_path)], str(name_or_path)
     if not path.exists():
-        noun = "scenario" if kind == "scenarios" else "config"
+        noun = {"scenarios": "scenario", "sweeps": "sweep"}.get(kind, "config")
         raise error(f"{label}: {brief(str(name_or_path))} is neither a file nor a shipped {noun}; allowed: "
                     f"{list(found)} or a path to a .yaml file")
     return path, path.stem

@@ -24,7 +24,7 @@ def test_every_package_is_listed_in_pyproject():
 
 
 def test_shipped_configs_are_the_repository_configs_folder():
-    for kind in ("scenarios", "agents"):
+    for kind in ("scenarios", "agents", "sweeps"):
         files = shipped(kind)
         assert sorted(files) == sorted(p.stem for p in (ROOT / "configs" / kind).glob("*.yaml"))
         for name, resource in files.items():

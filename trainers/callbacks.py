@@ -29,7 +29,7 @@ import random
 import sys
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch as th
@@ -111,12 +111,14 @@ class PolicyGapCallback(BaseCallback):
         episodes, rounds, seed: the evaluation episodes.
         out_dir: the run folder (``eval.csv``, ``best_model.zip``, ``best_vecnormalize.pkl``).
         masked: the policy needs action masks (MaskablePPO).
+        on_eval: called with each evaluation's row once it is written.
     """
 
     def __init__(self, env_config: dict, scenario: Any, eval_freq: int, episodes: int = 3, rounds: int = 50,
                  seed: int = 10_000, out_dir: str | Path | None = None, masked: bool = False,
-                 verbose: int = 0) -> None:
+                 verbose: int = 0, on_eval: Callable[[dict], None] | None = None) -> None:
         super().__init__(verbose)
+        self.on_eval = on_eval
         self.env_config = env_config
         self.scenario = scenario
         self.eval_freq = int(eval_freq)
@@ -204,6 +206,8 @@ class PolicyGapCallback(BaseCallback):
             gaps = ", ".join(f"{k} {v:+.1%}" for k, v in row.items() if k.startswith("gap_to_"))
             print(f"eval at {self.num_timesteps} steps: latency {latency:.4g} s ({gaps})")
         self.logger.dump(self.num_timesteps)
+        if self.on_eval is not None:
+            self.on_eval(dict(row))
         return row
 
 

@@ -25,6 +25,7 @@ COMMANDS = {
     "train": ("trainers.train", "train an RL scheduling agent"),
     "demo": ("trainers.demo", "the main job on the default scenario"),
     "calibrate": ("trainers.calibrate_cmd", "measure this machine's FLOP/s per model block into a device profile"),
+    "sweep": ("trainers.sweep", "hyperparameter sweep of an agent config on Ray Tune (psl-gym[ray])"),
 }
 
 

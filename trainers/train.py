@@ -30,7 +30,7 @@ import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import yaml
 
@@ -332,8 +332,12 @@ def _logger(out: Path, plan: dict, verbose: int) -> Any:
     return continued_logger(out / "tb", keys, purge_step=ckpt.steps + 1, stdout=bool(verbose))
 
 
-def train(plan: dict, progress: bool = True, device: str = "cpu", verbose: int = 0, command: str = "") -> Any:
+def train(plan: dict, progress: bool = True, device: str = "cpu", verbose: int = 0, command: str = "",
+          on_eval: Callable[[dict], None] | None = None) -> Any:
     """Train (or resume) per ``plan`` under the run folder's lock; returns the SB3 model.
+
+    ``on_eval`` gets every evaluation's ``eval.csv`` row as it is written (``psl sweep`` reports it
+    to its scheduler).
 
     Raises:
         UsageError: the folder is in use, or the model or checkpoint cannot be built / loaded.
@@ -345,10 +349,11 @@ def train(plan: dict, progress: bool = True, device: str = "cpu", verbose: int =
     with RunLock(out, command or "psl train", "--resume" if plan["resume"] else "--out"):
         if not plan["resume"]:
             _out_is_empty(out)  # again, now that this process holds the folder
-        return _train_locked(plan, progress, device, verbose, command)
+        return _train_locked(plan, progress, device, verbose, command, on_eval)
 
 
-def _train_locked(plan: dict, progress: bool, device: str, verbose: int, command: str) -> Any:
+def _train_locked(plan: dict, progress: bool, device: str, verbose: int, command: str,
+                  on_eval: Callable[[dict], None] | None = None) -> Any:
     from .callbacks import (ExactCheckpointCallback, PolicyGapCallback, PSLMetricsCallback,  # noqa: PLC0415
                             StopOnRequest, TqdmProgressCallback, save_checkpoint, save_policy,
                             sb3_progress_bar_available)
@@ -377,7 +382,8 @@ def _train_locked(plan: dict, progress: bool, device: str, verbose: int, command
     if cfg.eval_freq > 0:
         callbacks.append(PolicyGapCallback({k: v for k, v in plan["env_config"].items() if k != "scenario"},
                                            plan["scenario"], cfg.eval_freq, cfg.eval_episodes, cfg.eval_rounds,
-                                           EVAL_SEED, out, masked=cfg.algo == "maskable-ppo", verbose=verbose))
+                                           EVAL_SEED, out, masked=cfg.algo == "maskable-ppo", verbose=verbose,
+                                           on_eval=on_eval))
     if cfg.checkpoint_freq > 0:
         callbacks.append(ExactCheckpointCallback(out / "checkpoints", cfg.checkpoint_freq, verbose))
     remaining = plan["timesteps"] - (model.num_timesteps if plan["resume"] else 0)
