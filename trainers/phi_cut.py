@@ -27,8 +27,8 @@ class EPSLBCDCut(gym.Wrapper):
         base = env.unwrapped
         if not getattr(base, "phi_action", False) or base.config["action_type"] != "assisted":
             raise ValueError("EPSLBCDCut: needs PSLTrain-v0 with phi_action=True and action_type 'assisted'")
-        self._optimizers = [EPSLBCDOptimizer(model) for model, _ in base._phi_models]
-        self.action_space = spaces.Discrete(len(base._phi.grid))
+        self._optimizers = [EPSLBCDOptimizer(model) for model in base.phi_models]
+        self.action_space = spaces.Discrete(len(base.phi_choice.grid))
 
     def action(self, index: Any) -> np.ndarray:
         """The env action [cut - 1, index] with EPSL-BCD's cut at grid phi ``index``."""

@@ -31,7 +31,7 @@ priced round's bits / rate) runs the rounds on ``DistributedSplitEngine``, one p
 (``psl_env/training/distributed.py``, docs/training.md); the results are the in-process engine's.
 
 ``phi_action=True`` (``scheme: epsl`` only, in-process engine) makes EPSL's aggregation ratio a decision
-and time to accuracy the objective (docs/environment.md, "phi as a decision"):
+and time to accuracy the objective (docs/training.md, "phi as a decision"):
 
 - the action is the codec's plus a choice of phi from ``PHI_GRID`` (``psl_env.envs.phi_action``);
   the round is decoded and priced with the per-cut tables of that phi (built once per grid value)
@@ -84,6 +84,9 @@ class PSLTrainEnv(PSLEnv):
         sim_time_s: simulated seconds since ``reset``.
         accuracy, test_loss: the latest held-out accuracy and loss; ``loss``: the last training loss.
         last_result: the engine's ``RoundResult`` of the last step.
+        phi_action: whether the action chooses phi; phi: the phi of the last round (the scenario's
+            without ``phi_action``); phi_choice: the ``PhiAction`` (``split`` / ``join``), ``phi_models``:
+            the latency model of each grid phi (with ``phi_action``).
     """
 
     @classmethod
@@ -108,12 +111,13 @@ class PSLTrainEnv(PSLEnv):
         self.config["phi_action"] = phi_action
         self.phi_action = phi_action
         self.phi = float(self.scenario.phi) if self.scenario.scheme == "epsl" else 0.0
-        self._phi_models = None
+        self._phi_models: list = []
+        self.phi_choice: PhiAction | None = None
         if phi_action:
             cfg = self.config
             self._phi_models = models_per_phi(self.scenario, cfg["action_type"], cfg["action"], cfg["backend"])
-            self._phi = PhiAction(self.codec.space)
-            self.action_space = self._phi.space
+            self.phi_choice = PhiAction(self.codec.space)
+            self.action_space = self.phi_choice.space
             self.phi = 0.0
         base = self.encoder.space
         self.num_base_features = base.shape[0]
@@ -205,10 +209,15 @@ class PSLTrainEnv(PSLEnv):
         return text + (f"  accuracy {self.accuracy:.4f} (target {self.target_accuracy:.4g}), training loss "
                        f"{self.loss:.4f}, simulated time {self.sim_time_s:.4g} s\n")
 
+    @property
+    def phi_models(self) -> list:
+        """With ``phi_action``: the latency model of every grid phi (its per-cut tables), in grid order."""
+        return [model for model, _ in self._phi_models]
+
     def action_masks(self) -> np.ndarray:
         masks = super().action_masks()
         if self.phi_action:  # every phi of the grid is allowed
-            masks = np.concatenate([masks, np.ones(len(self._phi.grid), dtype=bool)])
+            masks = np.concatenate([masks, np.ones(len(self.phi_choice.grid), dtype=bool)])
         return masks
 
     # -- helpers -------------------------------------------------------------------------------------
@@ -234,11 +243,11 @@ class PSLTrainEnv(PSLEnv):
         """Split off the phi of ``action``; the codec, latency model and engine of the round use it."""
         if not self._started:
             raise RuntimeError("PSLEnv: call reset() before step()")
-        base, idx = self._phi.split(action)
+        base, idx = self.phi_choice.split(action)
         model, codec = self._phi_models[idx]
         self.core.model = self.latency_model = model
         self.core.codec = self.codec = codec
-        self.phi = self._phi.grid[idx]
+        self.phi = self.phi_choice.grid[idx]
         return base
 
     def observation_of(self, obs, prev_latency_ratio: float = 0.0) -> np.ndarray:

@@ -33,14 +33,14 @@ def test_constant_phi_reproduces_the_fixed_phi_episode_exactly(action_type, phi)
     training losses, accuracies and simulated time, round by round."""
     learned = PSLTrainEnv(action_type=action_type, phi_action=True, overrides=EPSL)
     fixed = PSLTrainEnv(action_type=action_type, overrides={**EPSL, "phi": phi})
-    idx = learned._phi.index_of(phi)
+    idx = learned.phi_choice.index_of(phi)
     obs_l, _ = learned.reset(seed=4)
     obs_f, _ = fixed.reset(seed=4)
     assert np.array_equal(obs_l[:-1], obs_f) and obs_l[-1] == 0.0
     fixed.action_space.seed(2)
     for _ in range(10):
         act = fixed.action_space.sample()
-        obs_l, rew_l, term_l, trunc_l, info_l = learned.step(learned._phi.join(act, idx))
+        obs_l, rew_l, term_l, trunc_l, info_l = learned.step(learned.phi_choice.join(act, idx))
         obs_f, _, term_f, trunc_f, info_f = fixed.step(act)
         assert np.array_equal(obs_l[:-1], obs_f) and obs_l[-1] == np.float32(phi)
         for key in COMPARED:
