@@ -56,15 +56,27 @@ def test_padded_observation_equals_the_unpadded_one_on_the_present_clients():
         plain.step(plain.action_space.sample())
 
 
-def test_decoding_a_padded_round_keeps_the_padding_off_the_air():
-    plain = PSLEnv(scenario="epsl-resnet18", overrides={**BASE, "num_clients": 4})
-    padded = PSLEnv(scenario="epsl-resnet18", overrides=PADDED)
+@pytest.mark.parametrize("action_type", ["box", "multidiscrete"])
+def test_a_padded_round_decodes_as_the_unpadded_one(action_type):
+    """The padding slots take no pick of the codec's greedy: the same cut and priorities of the N real
+    clients give the unpadded round's allocation exactly."""
+    plain = PSLEnv(scenario="epsl-resnet18", action_type=action_type, overrides={**BASE, "num_clients": 4})
+    padded = PSLEnv(scenario="epsl-resnet18", action_type=action_type, overrides=PADDED)
+    device = PaddingDevice.centred(padded.encoder)
     plain.reset(seed=1)
-    obs = plain.observation()
-    big = pad_observation(obs, 10, PaddingDevice.centred(padded.encoder))
-    alloc, _ = padded.codec.decode(padded.action_space.sample(), big)
-    small = unpad_allocation(alloc, 4)
-    assert small.cut.shape == (4,) and small.owner.max() < 4 and np.all(np.bincount(small.owner, minlength=4) >= 1)
+    plain.action_space.seed(3)
+    for _ in range(6):
+        obs = plain.observation()
+        action = plain.action_space.sample()
+        fill = padded.action_space.sample()[5:]  # whatever the policy says for the padding slots
+        small = unpad_allocation(padded.codec.decode(np.concatenate([action, fill]), pad_observation(obs, 10, device))[0], 4)
+        want = plain.codec.decode(action, obs)[0]
+        assert np.array_equal(small.cut, want.cut) and np.array_equal(small.owner, want.owner)
+        np.testing.assert_allclose(small.power_w, want.power_w, rtol=1e-12)
+        plain.step(action)
+
+def test_unpad_and_pad_refuse_what_does_not_fit():
+    padded = PSLEnv(scenario="epsl-resnet18", overrides=PADDED)
     with pytest.raises(ValueError, match="a padding slot owns a subchannel"):
         unpad_allocation(Allocation(np.ones(10, dtype=np.int64), np.full(16, 9), np.ones(16)), 4)
     with pytest.raises(ValueError, match=r"num_clients: 11 is not allowed; allowed: 1..10"):
