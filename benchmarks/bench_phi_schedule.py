@@ -12,7 +12,8 @@ Methods (one interface, ``PhiMethod.act``):
 - ``epsl-bcd@phi=p``: EPSL-BCD's allocation (cut, subchannels, power) at a fixed phi p, for every p of the grid;
 - ``epsl-bcd@schedule``: EPSL-BCD under a simple phi schedule, high early, low late (``--schedule``);
 - ``ppo-phi``: a trained policy choosing the cut and phi (``configs/agents/ppo-phi.yaml``; ``--ppo``);
-- ``ppo-phi-bcd-cut``: the ablation, the same agent choosing phi only, the cut EPSL-BCD's (``--ablation``).
+- ``ppo-phi-bcd-cut``: the ablation, the same agent choosing phi only, the cut EPSL-BCD's (``--ablation``);
+- ``fixed cut j@phi=0`` (``--fixed-cuts``): context, a fixed cut at phi = 0 (resources by the EPSL-BCD inner solver).
 
 Prints per-seed times, each method's IQM with a 95% bootstrap CI over seeds, the best fixed phi per
 seed in hindsight and the single phi best across seeds, and the learned methods' time relative to
@@ -20,7 +21,7 @@ the best fixed phi of each seed.
 
 Usage: python benchmarks/bench_phi_schedule.py [--seeds 100 101 102 103 104] [--max-rounds 1500]
        [--ppo RUN_DIR] [--ablation RUN_DIR] [--schedule 1.0:60,0.75:60,0.5:60,0.25:60,0.0]
-       [--cache FILE]
+       [--fixed-cuts 1 2 3] [--cache FILE] [--only METHOD,...]
 
 ``--cache FILE`` keeps every finished episode (JSON, by method, seed and settings) and reuses it, so
 the baselines can run once while agents train.
@@ -92,6 +93,21 @@ class OptimizerAtPhi(PhiMethod):
         alloc = self._makers[idx].decide(seen)
         self._round += 1
         return base.phi_choice.join(base.codec.encode(alloc, seen), idx)
+
+
+class FixedCutAtPhi(PhiMethod):
+    """Context for the cut: a fixed common cut at a fixed phi every round, subchannels and power by the
+    EPSL-BCD inner solver at that cut (the ``assisted`` codec)."""
+
+    env_config = {"action_type": "assisted"}
+
+    def __init__(self, cut: int, phi: float) -> None:
+        self.name = f"fixed cut {cut}@phi={phi:g}"
+        self.cut, self.phi = int(cut), float(phi)
+
+    def act(self, env: Any, obs: np.ndarray) -> Any:
+        choice = env.unwrapped.phi_choice
+        return choice.join(np.int64(self.cut - 1), choice.index_of(self.phi))
 
 
 class TrainedPhiPolicy(PhiMethod):
@@ -175,15 +191,23 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ablation", default=None, help="run folder of ppo-phi-bcd-cut (psl train)")
     ap.add_argument("--schedule", default=DEFAULT_SCHEDULE, help="PHI:ROUNDS,...,PHI (high early, low late)")
     ap.add_argument("--fixed", type=float, nargs="*", default=list(PHI_GRID), help="fixed phis of EPSL-BCD")
+    ap.add_argument("--fixed-cuts", type=int, nargs="*", default=[], help="also fixed common cuts at phi = 0 "
+                                                                          "(context: what the cut alone changes)")
     ap.add_argument("--cache", default=None, help="JSON file of finished episodes to reuse and extend")
+    ap.add_argument("--only", default=None, help="comma-separated method names: play only these (e.g. one "
+                                                  "agent per process), print nothing but their episodes")
     args = ap.parse_args(argv)
     overrides = {**OVERRIDES, "rounds": args.max_rounds, "training.target_accuracy": args.target}
     methods: list[PhiMethod] = [OptimizerAtPhi(f"epsl-bcd@phi={p:g}", lambda r, p=p: p) for p in args.fixed]
     methods.append(OptimizerAtPhi("epsl-bcd@schedule", parse_schedule(args.schedule)))
+    methods += [FixedCutAtPhi(cut, 0.0) for cut in args.fixed_cuts]
     for label, run in (("ppo-phi", args.ppo), ("ppo-phi-bcd-cut", args.ablation)):
         if run:
             methods.append(TrainedPhiPolicy(label, run))
 
+    if args.only:
+        keep = set(args.only.split(","))
+        methods = [m for m in methods if m.name in keep]
     print(f"# time to {args.target:.0%} held-out accuracy, {SCENARIO} under EPSL with phi per round; "
           f"budget {args.max_rounds} rounds; seeds {args.seeds}")
     print(f"schedule: {args.schedule}; " + "; ".join(f"{m.name}: {m.steps} training steps"
@@ -214,6 +238,8 @@ def main(argv: list[str] | None = None) -> int:
         if env is not None:
             env.close()
 
+    if args.only:
+        return 0
     times = {name: np.array([r["sim_s"] for r in rs]) for name, rs in results.items()}
     fixed = [m.name for m in methods if m.name.startswith("epsl-bcd@phi=")]
     best_per_seed = np.min(np.stack([times[n] for n in fixed]), axis=0)
