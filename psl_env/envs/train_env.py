@@ -55,9 +55,9 @@ from typing import Any
 import numpy as np
 from gymnasium import spaces
 
+from ..system.scenario import load_scenario
 from ..training.distributed import LinkRates, make_engine
 from ..training.engine import RoundResult, SplitTrainingEngine
-from ..system.scenario import load_scenario
 from ..training.time_to_accuracy import step_time_s
 from .config import EnvConfigError
 from .phi_action import PHI_GRID, PhiAction, models_per_phi
