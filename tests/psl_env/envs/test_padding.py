@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pickle
+
 import numpy as np
 import pytest
 
@@ -94,3 +96,16 @@ def test_present_clients_validated_in_one_line(value):
     with pytest.raises(ScenarioError, match=r"^dynamics.present_clients: .* is not allowed; allowed: \[low, high\] "
                                             r"integers with 1 <= low <= high <= num_clients=10, or null$"):
         load_scenario("epsl-resnet18", {**PADDED, "dynamics.present_clients": value})
+
+
+def test_a_pickled_padded_env_decodes_as_the_original():
+    """Resuming a run unpickles the env: its compiled decoder must not depend on memory beyond its own
+    tables when a round has fewer clients than slots (it once read past them: garbage after a copy)."""
+    env = PSLEnv(scenario="epsl-resnet18", overrides=PADDED)
+    env.reset(seed=5)
+    copy = pickle.loads(pickle.dumps(env))
+    env.action_space.seed(0)
+    for _ in range(8):
+        action = env.action_space.sample()
+        a, b = env.step(action)[4]["allocation"], copy.step(action)[4]["allocation"]
+        assert np.array_equal(a["owner"], b["owner"]) and np.array_equal(a["power_w"], b["power_w"])
