@@ -1,4 +1,4 @@
-"""The figures of benchmarks/bench_physics.py and the baseline of benchmarks/bench_best_cut.py."""
+"""Figures of benchmarks/bench_physics.py, bench_best_cut.py's baseline and bench_phi_schedule.py."""
 
 from __future__ import annotations
 
@@ -68,3 +68,14 @@ def test_the_regime_map_smoke_run_writes_its_table_and_plot(tmp_path):
     text = (tmp_path / "regime_map.md").read_text()
     assert text.count("\n") == 4 and "best fixed cut gap" in text
     assert (tmp_path / "regime_map.png").stat().st_size > 0
+
+
+def test_bench_phi_schedule_runs_its_methods_and_the_schedule_goes_high_to_low(capsys):
+    bench = _script("bench_phi_schedule")
+    phi_of = bench.parse_schedule("1.0:3,0.5:2,0.0")
+    assert [phi_of(r) for r in range(7)] == [1.0, 1.0, 1.0, 0.5, 0.5, 0.0, 0.0]
+    assert bench.main(["--seeds", "100", "--max-rounds", "4", "--fixed", "0", "1", "--schedule", "1.0:2,0.0"]) == 0
+    out = capsys.readouterr().out
+    assert "| epsl-bcd@phi=1 | 100 |" in out and "| epsl-bcd@schedule | 100 |" in out
+    rows = [line for line in out.splitlines() if line.startswith("| epsl-bcd@schedule | 100 |")]
+    assert rows[0].split("|")[6].strip() == "0.50"  # mean phi: 1, 1, 0, 0

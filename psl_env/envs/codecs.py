@@ -290,7 +290,32 @@ class PriorityCodec(Codec):
 
     def allocate(self, cut: np.ndarray, priority: np.ndarray, obs: Observation) -> Decoded:
         """[K, N] cuts and [K, N] priorities in [-1, 1] -> allocations (cuts over a memory cap move
-        to the deepest that fits, counted as repairs)."""
+        to the deepest that fits, counted as repairs).
+
+        Rounds with absent clients (churn, padding slots) are decoded on their present clients
+        alone, so an absent client takes no pick of the greedy (repairing such picks afterwards
+        would hand subchannels out by gain alone, far from the bottleneck assignment)."""
+        out = self._allocate(cut, priority, obs)
+        if obs.present is None or obs.present.all():
+            return out
+        owner, power = out.owner.copy(), out.power_w.copy()
+        rows = np.flatnonzero(~obs.present.all(axis=1))
+        counts = obs.present[rows].sum(axis=1)
+        for count in np.unique(counts).tolist():  # rows with as many present clients decode together
+            r = rows[counts == count]
+            idx = np.stack([np.flatnonzero(obs.present[i]) for i in r.tolist()])  # [R, count]
+            pick = (lambda a: a[r[:, None], idx])  # noqa: E731
+            sub = Observation(pick(obs.gains), pick(obs.client_flops), pick(obs.power_budget_w),
+                              pick(obs.memory_bytes), pick(obs.prev_cut), obs.has_prev[r], obs.prev_latency_s[r],
+                              obs.round[r], obs.sync[r], obs.episode[r],
+                              None if obs.broadcast_rate is None else obs.broadcast_rate[r])
+            part = self._allocate(pick(out.cut), pick(priority), sub)
+            owner[r] = np.take_along_axis(idx, part.owner, axis=1)
+            power[r] = part.power_w
+        return Decoded(out.cut, owner, power, out.repairs, out.power_repairs, True)
+
+    def _allocate(self, cut: np.ndarray, priority: np.ndarray, obs: Observation) -> Decoded:
+        """``allocate`` without regard to presence."""
         urgency = np.exp(self.priority_range * priority)
         k = cut.shape[0]
         cut, moved = self.fit_cuts(cut, obs)

@@ -862,8 +862,8 @@ def greedy_decode(sums, gains, budget_w, client_flops, cut, urgency, r_bc, up_bi
         gains: [K, N, M] observed gains; budget_w, client_flops, urgency: [K, N]; cut: [K, N] int64.
         r_bc: [K] broadcast rate of ``gains`` (read only with ``use_broadcast``).
         up_bits, dn_bits, compute, broadcast_bits: per-cut tables [L + 1] of ``TabulatedGreedy``.
-        count_log, rate_floor: [C] c log2 c and the rate floor for c = 1..C.
-        rate_cap: [C] c x the spectral-efficiency cap (inf: none); k_cap: 2^C - 1 for the power.
+        count_log, rate_floor: [>= C] c log2 c and the rate floor for c = 1, 2, ... (read for c <= C).
+        rate_cap: [>= C] c x the spectral-efficiency cap (inf: none); k_cap: 2^C - 1 for the power.
     """
     k, n, m = gains.shape
     rows = m - n + 1
@@ -997,10 +997,11 @@ class CompiledGreedy:
         broadcast_bits = greedy.broadcast_bits if self.use_broadcast else np.zeros(model.num_blocks + 1)
         self.tables = tuple(np.ascontiguousarray(t, dtype=np.float64)
                             for t in (greedy.up_bits, greedy.dn_bits, greedy.compute, broadcast_bits))
-        rows = greedy.m - greedy.n + 1
-        self.count_log = np.ascontiguousarray(greedy.count_log[:rows, 0, 0])
-        self.rate_floor = np.ascontiguousarray(greedy.rate_floor[:rows, 0, 0])
-        self.rate_cap = np.ascontiguousarray(greedy.rate_cap[:rows, 0, 0])
+        # for c = 1..M, not only 1..M - N + 1: a round decoded on its present clients alone has
+        # fewer clients, so each may hold more subchannels (the kernel reads c < M - n + 1)
+        self.count_log = np.ascontiguousarray(greedy.count_log[:, 0, 0])
+        self.rate_floor = np.ascontiguousarray(greedy.rate_floor[:, 0, 0])
+        self.rate_cap = np.ascontiguousarray(greedy.rate_cap[:, 0, 0])
         self.k_cap = float(greedy.link.cap_factor)
         self.noise_w = float(greedy.noise_w)
         self.use_downlink = bool(greedy.use_downlink)

@@ -135,6 +135,10 @@ class DynamicsConfig:
                               "leaves for good); null: unlimited", "ours", nullable=True)
     energy_weight: float = _f(0.0, "weight of the energy (J) against the reference allocation's in the reward: "
                                    "r = -(T / T_ref + w E / E_ref)", "ours", low=0.0, high=1000.0)
+    present_clients: Any = _f(None, "[low, high]: clients taking part in an episode, drawn uniformly per episode; "
+                                    "`num_clients` is then the maximum N and clients n..N-1 are absent for the "
+                                    "whole episode (padding: no subchannel, not waited for), so one policy serves "
+                                    "every N up to it; null: all `num_clients`", "ours", nullable=True)
 
 
 @dataclass(frozen=True)
@@ -218,9 +222,10 @@ class Scenario:
 
     @property
     def has_dynamics(self) -> bool:
-        """Background load, churn or a battery: the observation then carries the devices' state."""
+        """Background load, churn, a battery or a range of present clients: the observation then carries
+        the devices' state."""
         d = self.dynamics
-        return len(d.load_levels) > 1 or d.churn_leave > 0 or d.battery_j is not None
+        return len(d.load_levels) > 1 or d.churn_leave > 0 or d.battery_j is not None or d.present_clients is not None
 
     @property
     def effective_sync_period(self) -> int:
@@ -413,6 +418,12 @@ def _cross_checks(s: Scenario) -> None:
     if s.dynamics.battery_j is not None and (isinstance(s.dynamics.battery_j, bool) or not isinstance(
             s.dynamics.battery_j, (int, float)) or s.dynamics.battery_j <= 0):
         raise ScenarioError(f"dynamics.battery_j: {s.dynamics.battery_j!r} is not allowed; allowed: a number > 0 or null")
+    present = s.dynamics.present_clients
+    if present is not None and (not isinstance(present, (list, tuple)) or len(present) != 2 or any(
+            isinstance(v, bool) or not isinstance(v, int) for v in present)
+            or not 1 <= present[0] <= present[1] <= s.num_clients):
+        raise ScenarioError(f"dynamics.present_clients: {brief(present)} is not allowed; allowed: [low, high] "
+                            f"integers with 1 <= low <= high <= num_clients={s.num_clients}, or null")
     if s.round_structure == "per-device" and s.phi != 0.0:
         raise ScenarioError(f"round_structure: 'per-device' is not allowed with phi={s.phi:g} (the aggregated "
                             "rows tie the clients together); allowed: phi = 0, or round_structure 'phases'")

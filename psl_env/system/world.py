@@ -11,7 +11,9 @@ true ``gains`` -> ``advance(cut, latency_s)`` moves every env to its next round.
 Dynamics (``scenario.dynamics``, off by default): each device's background load is a Markov chain
 over ``load_levels`` (the share of its compute rate left; it stays with ``load_stay``, else jumps to
 another level uniformly), devices leave and rejoin (``churn_leave``, ``churn_rejoin``; at least one
-stays), and batteries drain with the energy each round costs (an empty one leaves for good). These
+stays), and batteries drain with the energy each round costs (an empty one leaves for good). With
+``present_clients: [low, high]`` each episode draws n in low..high and only clients 0..n-1 ever take
+part (``slots``): the others are padding up to the scenario's maximum N. These
 draws follow the channel's, from the same generator, in round order: they never depend on the
 decisions, so every method meets the same realized episode. With a worker
 thread (``use_thread``), ``begin_step`` starts the next round's random draws (and, for channels
@@ -106,6 +108,7 @@ class World:
         self.availability = np.ones((k, n))
         self.present = np.ones((k, n), dtype=bool)
         self.alive = np.ones((k, n), dtype=bool)  # battery not empty
+        self.slots = np.ones((k, n), dtype=bool)  # clients of the episode (present_clients: the first n)
         self.battery = np.full((k, n), np.inf)
 
     # -- episodes --------------------------------------------------------------------------------------
@@ -130,8 +133,12 @@ class World:
             self.load_state[i] = rng.integers(levels, size=self.n) if levels > 1 else 0
             self.availability[i] = self.load_levels[self.load_state[i]]
             self.client_flops[i] = self.base_flops[i] * self.availability[i]
-            self.present[i] = True
             self.alive[i] = True
+            span = self.scenario.dynamics.present_clients
+            # drawn after the load states, so scenarios without the key keep their draws
+            taking_part = self.n if span is None else int(rng.integers(span[0], span[1] + 1))
+            self.slots[i] = np.arange(self.n) < taking_part
+            self.present[i] = self.slots[i]
             battery = self.scenario.dynamics.battery_j
             self.battery[i] = np.inf if battery is None else float(battery)
         self.power_budget_w[i] = devices.power_budget_w if budget is None else budget[i]
@@ -282,8 +289,9 @@ class World:
             present = self.present[i]
             if churn:
                 u = rng.random(self.n)
-                nxt = np.where(present, u >= dyn.churn_leave, u < dyn.churn_rejoin) & self.alive[i]
-                self.present[i] = nxt if nxt.any() else present & self.alive[i]  # nobody leaves the last seat
+                stay = self.alive[i] & self.slots[i]
+                nxt = np.where(present, u >= dyn.churn_leave, u < dyn.churn_rejoin) & stay
+                self.present[i] = nxt if nxt.any() else present & stay  # nobody leaves the last seat
             else:
                 self.present[i] = present & self.alive[i]
         self.availability = self.load_levels[self.load_state]

@@ -454,6 +454,19 @@ class SplitTrainingEngine:
             server_forward_rows_by_cut=fwd_rows, server_backward_rows_by_cut=bwd_rows, synced=synced,
             sync_bits=sync_bits, migration_bits=migration, wall_time_s=time.perf_counter() - t0, eval=ev)
 
+    def set_phi(self, phi: float) -> int:
+        """EPSL's aggregation ratio for the next rounds (``scheme: epsl`` only): m = round(phi b) rows per
+        client (``scheme.aggregated_rows``). Nothing else changes, so rounds at a phi set here train
+        exactly as an engine built with that phi. Returns m."""
+        if self.scenario.scheme != "epsl":
+            raise ValueError(f"phi: the aggregation ratio is EPSL's; scheme is {self.scenario.scheme!r}, "
+                             "allowed: scheme 'epsl'")
+        if isinstance(phi, bool) or not isinstance(phi, (int, float, np.floating)) or not 0.0 <= phi <= 1.0:
+            raise ValueError(f"phi: {phi!r} is not allowed; allowed: a number in [0, 1]")
+        self.aggregated_rows = m = aggregated_rows(float(phi), self.batch_size)
+        self.broadcast_downlink = self.scenario.downlink == "broadcast" and m > 0
+        return m
+
     def set_cut(self, cut: int | np.ndarray) -> np.ndarray:
         """Move blocks to reach ``cut`` (see the module docstring); returns [N] migrated parameter bits."""
         new = self._check_cut(cut)
