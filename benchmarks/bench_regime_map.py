@@ -40,6 +40,9 @@ import numpy as np  # noqa: E402
 
 from trainers.bench import run_benchmark  # noqa: E402
 
+sys.path.insert(0, os.path.dirname(__file__))
+from bench_best_cut import best_common_cut  # noqa: E402
+
 SCENARIO = "dynamic-edge"
 RADIO = {"1 MHz": [], "200 kHz": ["channel.subchannel_bw_hz=2e5"]}
 BATCHES = (16, 256)
@@ -50,17 +53,8 @@ METHODS = ("epsl-bcd", "epsl-bcd:migration_aware=false", "hysteresis", "mpc")
 SELECT_SEED = 2000
 
 
-def best_fixed_cut(overrides: list[str], rounds: int, episodes: int, num_cuts: int) -> tuple[int, dict[int, float]]:
-    """The common cut of least mean latency on the training seeds (``epsl-bcd:cut=J`` for every J)."""
-    specs = [f"epsl-bcd:cut={j}" for j in range(1, num_cuts + 1)]
-    res = run_benchmark(SCENARIO, specs, rounds, episodes, seed=SELECT_SEED, overrides=overrides,
-                        num_resamples=10, hindsight="off")
-    means = {j: res["methods"][s]["mean_latency_s"] for j, s in zip(range(1, num_cuts + 1), specs)}
-    return min(means, key=means.get), means
-
-
-def run_point(overrides: list[str], rounds: int, episodes: int, select_episodes: int, num_cuts: int) -> dict:
-    cut, _ = best_fixed_cut(overrides, rounds, select_episodes, num_cuts)
+def run_point(overrides: list[str], rounds: int, episodes: int, select_episodes: int) -> dict:
+    cut, _ = best_common_cut(SCENARIO, overrides, rounds, select_episodes, SELECT_SEED)
     methods = [*METHODS, f"epsl-bcd:cut={cut}"]
     res = run_benchmark(SCENARIO, methods, rounds, episodes, seed=0, overrides=overrides, num_resamples=200,
                         hindsight="on")
@@ -131,10 +125,6 @@ def main(argv: list[str] | None = None) -> int:
     else:
         grid = [("1 MHz", 16, "stay 0.9", 0.02), ("200 kHz", 256, "stay 0.7", 0.1)]
         episodes, rounds, select = args.episodes or 1, args.rounds or 8, 1
-    from psl_env.models.profile import load_profile
-    from psl_env.system.scenario import load_scenario
-
-    num_cuts = load_profile(load_scenario(SCENARIO).model).num_blocks - 1
     out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="regime-map-"))
     out.mkdir(parents=True, exist_ok=True)
     # points already in OUT (same episodes and rounds) are kept: an interrupted run continues
@@ -152,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         overrides = [*RADIO[radio], f"batch_size={batch}", *VOLATILITY[load], f"dynamics.churn_leave={churn}"]
         point = {"radio": radio, "batch": batch, "load": load, "churn": churn, "overrides": overrides,
-                 **run_point(overrides, rounds, episodes, select, num_cuts)}
+                 **run_point(overrides, rounds, episodes, select)}
         points.append(point)
         m = point["methods"]
         print(f"{radio:<21} b={batch:>3} load={load:<9} churn={churn:<4}  hindsight {point['hindsight_latency_s']:.4g} s  "

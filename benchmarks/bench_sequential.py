@@ -31,6 +31,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from bench_agents import bootstrap_iqm_ci, iqm, train_run  # noqa: E402
+from bench_best_cut import best_common_cut  # noqa: E402
 
 SCENARIO = "dynamic-edge"
 SETTINGS = {"dynamic-edge": [], "narrow-band": ["channel.subchannel_bw_hz=2e5"]}
@@ -38,18 +39,6 @@ AGENT = ("ppo-dynamic", ROOT / "configs" / "agents" / "ppo-dynamic.yaml", 100_00
 BASELINES = ("epsl-bcd", "epsl-bcd:migration_aware=false", "hysteresis", "mpc")
 BENCH_SEED = 1000
 SELECT_SEED = 2000
-
-
-def best_fixed_cut(overrides: list[str], rounds: int, episodes: int) -> int:
-    from psl_env.models.profile import load_profile
-    from psl_env.system.scenario import load_scenario
-    from trainers.bench import run_benchmark
-
-    cuts = range(1, load_profile(load_scenario(SCENARIO, overrides).model).num_blocks)
-    specs = [f"epsl-bcd:cut={j}" for j in cuts]
-    res = run_benchmark(SCENARIO, specs, rounds, episodes, SELECT_SEED, overrides=overrides, num_resamples=10,
-                        hindsight="off")
-    return min(cuts, key=lambda j: res["methods"][f"epsl-bcd:cut={j}"]["mean_latency_s"])
 
 
 def summarize(res: dict, specs: list[str], baselines: list[str]) -> dict:
@@ -129,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
                   flush=True)
             if run_dir:
                 specs.append(f"ppo:{run_dir}")
-        cut = best_fixed_cut(SETTINGS[s], rounds, 2)
+        cut, _ = best_common_cut(SCENARIO, SETTINGS[s], rounds, 2, SELECT_SEED)
         baselines = [*BASELINES, f"epsl-bcd:cut={cut}"]
         res = run_benchmark(SCENARIO, specs + baselines, rounds, episodes, BENCH_SEED, out / s / "bench",
                             overrides=SETTINGS[s], hindsight="on")
