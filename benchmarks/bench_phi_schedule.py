@@ -13,7 +13,8 @@ Methods (one interface, ``PhiMethod.act``):
 - ``epsl-bcd@schedule``: EPSL-BCD under a simple phi schedule, high early, low late (``--schedule``);
 - ``ppo-phi``: a trained policy choosing the cut and phi (``configs/agents/ppo-phi.yaml``; ``--ppo``);
 - ``ppo-phi-bcd-cut``: the ablation, the same agent choosing phi only, the cut EPSL-BCD's (``--ablation``);
-- ``fixed cut j@phi=0`` (``--fixed-cuts``): context, a fixed cut at phi = 0 (resources by the EPSL-BCD inner solver).
+- ``fixed cut j@phi=0`` (``--fixed-cuts``): context, a fixed cut at phi = 0 (resources by the EPSL-BCD inner solver);
+- ``cut schedule S@phi=0`` (``--cut-schedule 2:150,4``): context, a non-learned cut schedule at phi = 0.
 
 Prints per-seed times, each method's IQM with a 95% bootstrap CI over seeds, the best fixed phi per
 seed in hindsight and the single phi best across seeds, and the learned methods' time relative to
@@ -21,7 +22,7 @@ the best fixed phi of each seed.
 
 Usage: python benchmarks/bench_phi_schedule.py [--seeds 100 101 102 103 104] [--max-rounds 1500]
        [--ppo RUN_DIR] [--ablation RUN_DIR] [--schedule 1.0:60,0.75:60,0.5:60,0.25:60,0.0]
-       [--fixed-cuts 1 2 3] [--cache FILE] [--only METHOD,...]
+       [--fixed-cuts 1 2 3] [--cut-schedule 2:150,4 ...] [--cache FILE] [--only METHOD,...]
 
 ``--cache FILE`` keeps every finished episode (JSON, by method, seed and settings) and reuses it, so
 the baselines can run once while agents train.
@@ -96,18 +97,30 @@ class OptimizerAtPhi(PhiMethod):
 
 
 class FixedCutAtPhi(PhiMethod):
-    """Context for the cut: a fixed common cut at a fixed phi every round, subchannels and power by the
-    EPSL-BCD inner solver at that cut (the ``assisted`` codec)."""
+    """Context for the cut: a common cut that follows ``cut_of(round)`` (one fixed cut, or a schedule)
+    at a fixed phi, subchannels and power by the EPSL-BCD inner solver at that cut (the ``assisted``
+    codec, which prices the migration when the cut changes)."""
 
     env_config = {"action_type": "assisted"}
 
-    def __init__(self, cut: int, phi: float) -> None:
-        self.name = f"fixed cut {cut}@phi={phi:g}"
-        self.cut, self.phi = int(cut), float(phi)
+    def __init__(self, cut: int | str, phi: float) -> None:
+        if isinstance(cut, str):
+            self.name = f"cut schedule {cut}@phi={phi:g}"
+            self.cut_of = parse_schedule(cut, "--cut-schedule", int, None)
+        else:
+            self.name = f"fixed cut {cut}@phi={phi:g}"
+            self.cut_of = lambda rnd, cut=int(cut): cut
+        self.phi = float(phi)
+        self._round = 0
+
+    def reset(self, env: Any, seed: int) -> None:
+        self._round = 0
 
     def act(self, env: Any, obs: np.ndarray) -> Any:
         choice = env.unwrapped.phi_choice
-        return choice.join(np.int64(self.cut - 1), choice.index_of(self.phi))
+        cut = self.cut_of(self._round)
+        self._round += 1
+        return choice.join(np.int64(cut - 1), choice.index_of(self.phi))
 
 
 class TrainedPhiPolicy(PhiMethod):
@@ -142,20 +155,27 @@ class TrainedPhiPolicy(PhiMethod):
         return action
 
 
-def parse_schedule(text: str) -> Callable[[int], float]:
-    """``"1.0:60,0.5:60,0.0"``: phi 1 for 60 rounds, then 0.5 for 60, then 0 for the rest."""
+def parse_schedule(text: str, flag: str = "--schedule", kind: Callable = float,
+                   allowed: tuple | None = PHI_GRID) -> Callable[[int], Any]:
+    """``"1.0:60,0.5:60,0.0"``: 1.0 for 60 rounds, then 0.5 for 60, then 0.0 for the rest (phi, or
+    with ``kind=int`` a cut)."""
     steps = []
-    for part in text.split(","):
-        phi, _, rounds = part.partition(":")
-        steps.append((float(phi), int(rounds) if rounds else None))
-    if steps[-1][1] is not None or any(r is None for _, r in steps[:-1]) or any(p not in PHI_GRID for p, _ in steps):
-        raise ValueError(f"--schedule: {text!r} is not allowed; allowed: PHI:ROUNDS,...,PHI with phi in {list(PHI_GRID)}")
+    try:
+        for part in text.split(","):
+            value, _, rounds = part.partition(":")
+            steps.append((kind(value), int(rounds) if rounds else None))
+    except ValueError:
+        steps = []
+    what = f"phi in {list(allowed)}" if allowed is not None else "VALUE a cut >= 1"
+    if (not steps or steps[-1][1] is not None or any(r is None or r < 1 for _, r in steps[:-1])
+            or any((allowed is not None and v not in allowed) or (allowed is None and v < 1) for v, _ in steps)):
+        raise ValueError(f"{flag}: {text!r} is not allowed; allowed: VALUE:ROUNDS,...,VALUE with {what}")
     bounds = np.cumsum([r for _, r in steps[:-1]])
 
-    def phi_of(rnd: int) -> float:
+    def value_of(rnd: int) -> Any:
         return steps[int(np.searchsorted(bounds, rnd, side="right"))][0]
 
-    return phi_of
+    return value_of
 
 
 def run_episode(env: Any, method: PhiMethod, seed: int) -> dict[str, Any]:
@@ -193,6 +213,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--fixed", type=float, nargs="*", default=list(PHI_GRID), help="fixed phis of EPSL-BCD")
     ap.add_argument("--fixed-cuts", type=int, nargs="*", default=[], help="also fixed common cuts at phi = 0 "
                                                                           "(context: what the cut alone changes)")
+    ap.add_argument("--cut-schedule", nargs="*", default=[], help="also cut schedules at phi = 0, CUT:ROUNDS,...,CUT "
+                                                                   "(context: a non-learned cut schedule, e.g. 2:150,4)")
     ap.add_argument("--cache", default=None, help="JSON file of finished episodes to reuse and extend")
     ap.add_argument("--only", default=None, help="comma-separated method names: play only these (e.g. one "
                                                   "agent per process), print nothing but their episodes")
@@ -201,6 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     methods: list[PhiMethod] = [OptimizerAtPhi(f"epsl-bcd@phi={p:g}", lambda r, p=p: p) for p in args.fixed]
     methods.append(OptimizerAtPhi("epsl-bcd@schedule", parse_schedule(args.schedule)))
     methods += [FixedCutAtPhi(cut, 0.0) for cut in args.fixed_cuts]
+    methods += [FixedCutAtPhi(text, 0.0) for text in args.cut_schedule]
     for label, run in (("ppo-phi", args.ppo), ("ppo-phi-bcd-cut", args.ablation)):
         if run:
             methods.append(TrainedPhiPolicy(label, run))

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from agents.registry import make_decision_maker
 from psl_env.system.radio import Radio
@@ -79,3 +81,38 @@ def test_bench_phi_schedule_runs_its_methods_and_the_schedule_goes_high_to_low(c
     assert "| epsl-bcd@phi=1 | 100 |" in out and "| epsl-bcd@schedule | 100 |" in out
     rows = [line for line in out.splitlines() if line.startswith("| epsl-bcd@schedule | 100 |")]
     assert rows[0].split("|")[6].strip() == "0.50"  # mean phi: 1, 1, 0, 0
+
+
+def test_bench_phi_schedule_plays_a_cut_schedule_and_rejects_a_bad_one(capsys):
+    bench = _script("bench_phi_schedule")
+    cut_of = bench.parse_schedule("2:3,4", "--cut-schedule", int, None)
+    assert [cut_of(r) for r in range(5)] == [2, 2, 2, 4, 4]
+    for bad in ("2:3", "0:3,4", "2:x,4", "2:0,4"):
+        with pytest.raises(ValueError, match="--cut-schedule"):
+            bench.parse_schedule(bad, "--cut-schedule", int, None)
+    assert bench.main(["--seeds", "100", "--max-rounds", "4", "--fixed", "0", "--cut-schedule", "2:2,4"]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines()
+            if line.startswith("| cut schedule 2:2,4@phi=0 | 100 |")]
+    assert rows[0].split("|")[7].strip() == "{2: 2, 4: 2}"  # cuts played, by cut
+
+
+def test_bench_cut_choice_labels_every_cut_and_scores_the_yardsticks(tmp_path):
+    bench = _script("bench_cut_choice")
+    obs, lat = bench.constant_cut_latencies("small-exact", [], 7, 6, 2)
+    assert obs.shape[0] == 6 and lat.shape[0] == 6 and np.all(lat > 0)
+    best = lat.argmin(axis=1)
+    assert bench.regret(lat, best) == 0.0
+    assert all(bench.regret(lat, np.full(6, j)) >= 0.0 for j in range(lat.shape[1]))
+    assert bench.main(["--scenario", "small-exact", "--train-episodes", "12", "--episodes", "6",
+                       "--label-rounds", "2", "--out", str(tmp_path)]) == 0
+    rows = json.loads((tmp_path / "cut_choice.json").read_text())["rows"]
+    assert min(r["regret"] for r in rows if r["method"].startswith("cut ")) >= 0.0
+    assert rows[-1]["regret"] == 0.0 and "hindsight" in rows[-1]["method"]
+
+
+def test_bench_cut_choice_rejects_a_policy_that_is_not_a_run_folder(tmp_path, capsys):
+    bench = _script("bench_cut_choice")
+    with pytest.raises(SystemExit) as err:
+        bench.main(["--policy", f"ppo={tmp_path}", "--out", str(tmp_path / "out")])
+    assert err.value.code == 2 and "--policy" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
