@@ -216,6 +216,36 @@ def test_sweep_2x2_on_local_ray_merges_results_keeps_them_through_a_failed_trial
     assert json.loads((out / "results.json").read_text())["configs"] == results["configs"]
 
 
+@pytest.mark.slow
+def test_sweep_with_asha_on_local_ray_stops_only_at_rungs_and_a_rerun_runs_nothing(tmp_path):
+    """ASHA on a real local Ray: 3 configurations one after another; every trial ends done, or stopped
+    by ASHA at a rung (grace period x reduction factor^k) before the budget, and stopped trials are
+    final (the same command runs nothing again)."""
+    sweep = _sweep_file(tmp_path, timesteps=256, seeds=[0], asha={"grace_period": 64, "reduction_factor": 2},
+                        search={"learning_rate": {"grid": [1e-4, 0.3, 1.0]}})
+    out = tmp_path / "out"
+    argv = [str(sweep), "--out", str(out), "--num-cpus", "2", "--max-concurrent", "1"]
+    run = _psl_sweep(*argv, sb3=tmp_path / "sb3")
+    assert run.returncode == 0, run.stderr[-3000:]
+    statuses = {p.stem: json.loads(p.read_text()) for p in sorted((out / "status").glob("*.json"))}
+    assert sorted(statuses) == ["c000-s0", "c001-s0", "c002-s0"]
+    for trial, status in statuses.items():
+        steps = [e["timesteps"] for e in status["evals"]]
+        assert steps == list(range(64, steps[-1] + 1, 64)), trial
+        if status["status"] == "done":
+            assert steps[-1] == 256 and (out / "trials" / trial / "model.zip").is_file()
+        else:
+            assert status["status"] == "stopped", (trial, status)
+            assert steps[-1] in (64, 128), trial  # the rungs below the budget
+    # learning rates of 0.3 and 1 throw the policy far off after one update: ASHA stops at least one
+    assert any(s["status"] == "stopped" for s in statuses.values()), statuses
+    results = json.loads((out / "results.json").read_text())
+    assert {t["trial_id"] for t in results["not_done"]} == {t for t, s in statuses.items() if s["status"] != "done"}
+    again = _psl_sweep(*argv, sb3=tmp_path / "sb3")
+    assert again.returncode == 0 and "all 3 trial(s) finished" in again.stdout
+    assert {p.stem: json.loads(p.read_text()) for p in sorted((out / "status").glob("*.json"))} == statuses
+
+
 # ---------------------------------------------------------------------------------------------------
 # one trial in this process (the code a Ray worker runs), with a stand-in for the scheduler
 
