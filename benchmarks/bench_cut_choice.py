@@ -69,6 +69,22 @@ def constant_cut_latencies(scenario: str, overrides: list[str], seed: int, episo
     return obs0, latency / rounds
 
 
+def switch_costs_s(scenario: str, overrides: list[str], seed: int, episodes: int, start: int) -> np.ndarray:
+    """[C] mean extra latency s of the round that moves the cut from ``start`` (index) to each cut:
+    that round's latency minus the next round's at the new cut (the migration, with the round's fading)."""
+    env = _vector_env(scenario, overrides, episodes, {"action_type": "assisted"})
+    cuts = int(env.single_action_space.n)
+    extra = np.zeros(cuts)
+    for action in range(cuts):
+        env.reset(seed=seed)
+        env.step(np.full(episodes, start))
+        moved = env.step(np.full(episodes, action))[4]["latency_s"]
+        after = env.step(np.full(episodes, action))[4]["latency_s"]
+        extra[action] = float(np.mean(moved - after))
+    env.close()
+    return extra
+
+
 def regret(latency: np.ndarray, cut_index: np.ndarray) -> float:
     """Mean over episodes of latency[e, cut_index[e]] / min_j latency[e, j] - 1."""
     chosen = latency[np.arange(len(latency)), cut_index]
@@ -148,6 +164,8 @@ def main(argv: list[str] | None = None) -> int:
     test_obs, test_lat = constant_cut_latencies(args.scenario, args.overrides, args.seed, n_test, args.label_rounds)
     best = test_lat.argmin(axis=1)
     cuts = test_lat.shape[1]
+    start = int(np.bincount(best).argmax())
+    switch = switch_costs_s(args.scenario, args.overrides, args.seed, min(n_test, 200), start)
     rows = [{"method": f"cut {j + 1} in every episode", "regret": regret(test_lat, np.full(n_test, j))}
             for j in range(cuts)]
     single = min(range(cuts), key=lambda j: rows[j]["regret"])
@@ -181,6 +199,10 @@ def main(argv: list[str] | None = None) -> int:
              f"{n_test} held-out episodes (seeds {args.seed}..), each cut held {args.label_rounds} rounds for the labels; "
              f"policies roll out {rounds} rounds; {seconds:.0f} s.",
              "",
+             f"Mean round latency of the best constant cut: {test_lat.min(axis=1).mean():.4g} s. A round that "
+             f"moves the cut from cut {start + 1} (the most common best cut) costs this much more than the next "
+             "round (s): " + ", ".join(f"cut {j + 1}: {x:.3g}" for j, x in enumerate(switch)) + ".",
+             "",
              "| method | round-0 regret | accuracy | round-0 cuts (count by cut) | rollout over best constant cut "
              "| cut changes / episode |",
              "|---|---|---|---|---|---|"]
@@ -198,6 +220,8 @@ def main(argv: list[str] | None = None) -> int:
         {"scenario": args.scenario, "overrides": args.overrides, "train_episodes": n_train, "episodes": n_test,
          "seed": args.seed, "train_seed": args.train_seed, "label_rounds": args.label_rounds, "rounds": rounds,
          "best_cut_counts": np.bincount(best + 1, minlength=cuts + 1).tolist(), "rows": rows,
+         "switch_from_cut": start + 1, "switch_cost_s": switch.tolist(),
+         "mean_best_constant_latency_s": float(test_lat.min(axis=1).mean()),
          "seconds": seconds}, indent=2))
     print(f"wrote {out / 'cut_choice.md'} and {out / 'cut_choice.json'}")
     return 0

@@ -105,7 +105,9 @@ def test_bench_cut_choice_labels_every_cut_and_scores_the_yardsticks(tmp_path):
     assert all(bench.regret(lat, np.full(6, j)) >= 0.0 for j in range(lat.shape[1]))
     assert bench.main(["--scenario", "small-exact", "--train-episodes", "12", "--episodes", "6",
                        "--label-rounds", "2", "--out", str(tmp_path)]) == 0
-    rows = json.loads((tmp_path / "cut_choice.json").read_text())["rows"]
+    result = json.loads((tmp_path / "cut_choice.json").read_text())
+    rows = result["rows"]
+    assert len(result["switch_cost_s"]) == lat.shape[1] and result["mean_best_constant_latency_s"] > 0
     assert min(r["regret"] for r in rows if r["method"].startswith("cut ")) >= 0.0
     assert rows[-1]["regret"] == 0.0 and "hindsight" in rows[-1]["method"]
 
