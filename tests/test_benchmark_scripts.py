@@ -118,3 +118,16 @@ def test_bench_cut_choice_rejects_a_policy_that_is_not_a_run_folder(tmp_path, ca
         bench.main(["--policy", f"ppo={tmp_path}", "--out", str(tmp_path / "out")])
     assert err.value.code == 2 and "--policy" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_bench_sweep_writes_a_valid_four_trial_sweep_and_checks_its_cores(tmp_path, capsys):
+    from trainers.sweep_spec import read_spec
+
+    bench = _script("bench_sweep")
+    for full in (False, True):
+        spec = read_spec(str(bench.sweep_file(tmp_path / f"sweep-{full}.yaml", full)))
+        assert len(spec.trials()) == 4
+    with pytest.raises(SystemExit) as err:
+        bench.main(["--num-cpus", "0", "--out", str(tmp_path / "out")])
+    assert err.value.code == 2 and "--num-cpus: 0 is not allowed" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
