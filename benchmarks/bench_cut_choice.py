@@ -107,11 +107,11 @@ def classifier_cuts(train_obs: np.ndarray, train_best: np.ndarray, test_obs: np.
 def policy_rollout(run_dir: str, scenario: str, overrides: list[str], seed: int, episodes: int,
                    rounds: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A trained policy on the episodes: (round-0 cut index [E], mean round latency s [E], cut changes [E])."""
-    from agents.sb3_policy import SB3Policy  # noqa: PLC0415 - SB3 only when a policy is given
+    from agents.sb3_policy import POLICY_ENV_KEYS, SB3Policy  # noqa: PLC0415 - SB3 only when a policy is given
 
     scen = load_scenario(scenario, overrides or None)
     policy = SB3Policy.load(run_dir, LatencyModel(scen, load_profile(scen.model)))
-    config = {k: v for k, v in policy.env.config.items() if k in ("action_type", "action", "reward", "max_latency_ratio")}
+    config = {k: v for k, v in policy.env.config.items() if k in POLICY_ENV_KEYS}
     env = _vector_env(scenario, overrides, episodes, config)
     obs, _ = env.reset(seed=seed)
     total = np.zeros(episodes)
