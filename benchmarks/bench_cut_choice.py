@@ -50,39 +50,39 @@ def _vector_env(scenario: str, overrides: list[str], episodes: int, config: dict
                         config={**config, "scenario": scenario, "overrides": overrides or None})
 
 
+def _assisted_env(scenario: str, overrides: list[str], episodes: int) -> gym.vector.VectorEnv:
+    return _vector_env(scenario, overrides, episodes, {"action_type": "assisted"})
+
+
+def play_cuts(env: gym.vector.VectorEnv, seed: int, cuts: list) -> tuple[np.ndarray, np.ndarray]:
+    """Reset ``env`` with ``seed`` and play ``cuts[r]`` (cut indices, a scalar or one per episode) in
+    round r: (round-0 observations [E, D], round latencies s [R, E])."""
+    obs0, _ = env.reset(seed=seed)
+    episodes = obs0.shape[0]
+    latency = np.array([env.step(np.broadcast_to(cut, (episodes,)).copy())[4]["latency_s"] for cut in cuts])
+    return obs0, latency
+
+
 def constant_cut_latencies(scenario: str, overrides: list[str], seed: int, episodes: int,
                            rounds: int) -> tuple[np.ndarray, np.ndarray]:
     """(round-0 observations [E, D] float32, mean round latency s of every cut held for ``rounds``
     rounds [E, C]; column j is cut j + 1)."""
-    env = _vector_env(scenario, overrides, episodes, {"action_type": "assisted"})
-    cuts = int(env.single_action_space.n)
-    latency = np.zeros((episodes, cuts))
-    obs0 = None
-    for action in range(cuts):
-        obs, _ = env.reset(seed=seed)
-        if obs0 is None:
-            obs0 = obs.copy()
-        for _ in range(rounds):
-            _, _, _, _, info = env.step(np.full(episodes, action))
-            latency[:, action] += info["latency_s"]
+    env = _assisted_env(scenario, overrides, episodes)
+    played = [play_cuts(env, seed, [action] * rounds) for action in range(int(env.single_action_space.n))]
     env.close()
-    return obs0, latency / rounds
+    return played[0][0], np.stack([lat.mean(axis=0) for _, lat in played], axis=1)
 
 
 def switch_costs_s(scenario: str, overrides: list[str], seed: int, episodes: int, start: int) -> np.ndarray:
     """[C] mean extra latency s of the round that moves the cut from ``start`` (index) to each cut:
     that round's latency minus the next round's at the new cut (the migration, with the round's fading)."""
-    env = _vector_env(scenario, overrides, episodes, {"action_type": "assisted"})
-    cuts = int(env.single_action_space.n)
-    extra = np.zeros(cuts)
-    for action in range(cuts):
-        env.reset(seed=seed)
-        env.step(np.full(episodes, start))
-        moved = env.step(np.full(episodes, action))[4]["latency_s"]
-        after = env.step(np.full(episodes, action))[4]["latency_s"]
-        extra[action] = float(np.mean(moved - after))
+    env = _assisted_env(scenario, overrides, episodes)
+    extra = []
+    for action in range(int(env.single_action_space.n)):
+        lat = play_cuts(env, seed, [start, action, action])[1]
+        extra.append(float(np.mean(lat[1] - lat[2])))
     env.close()
-    return extra
+    return np.array(extra)
 
 
 def regret(latency: np.ndarray, cut_index: np.ndarray) -> float:
@@ -178,13 +178,9 @@ def main(argv: list[str] | None = None) -> int:
                  "round0_cuts": np.bincount(best + 1, minlength=cuts + 1).tolist()})
     # the rollout yardstick: each episode's best constant cut for the rollout's rounds
     if policies:
-        env = _vector_env(args.scenario, args.overrides, n_test, {"action_type": "assisted"})
-        env.reset(seed=args.seed)
-        best_total = np.zeros(n_test)
-        for _ in range(rounds):
-            best_total += env.step(best)[4]["latency_s"]
+        env = _assisted_env(args.scenario, args.overrides, n_test)
+        best_mean = play_cuts(env, args.seed, [best] * rounds)[1].mean(axis=0)
         env.close()
-        best_mean = best_total / rounds
     for name, run in policies:
         first, mean_s, changes = policy_rollout(run, args.scenario, args.overrides, args.seed, n_test, rounds)
         rows.append({"method": f"policy {name} ({run})", "regret": regret(test_lat, first),

@@ -96,20 +96,16 @@ class OptimizerAtPhi(PhiMethod):
         return base.phi_choice.join(base.codec.encode(alloc, seen), idx)
 
 
-class FixedCutAtPhi(PhiMethod):
+class CutPlanAtPhi(PhiMethod):
     """Context for the cut: a common cut that follows ``cut_of(round)`` (one fixed cut, or a schedule)
     at a fixed phi, subchannels and power by the EPSL-BCD inner solver at that cut (the ``assisted``
     codec, which prices the migration when the cut changes)."""
 
     env_config = {"action_type": "assisted"}
 
-    def __init__(self, cut: int | str, phi: float) -> None:
-        if isinstance(cut, str):
-            self.name = f"cut schedule {cut}@phi={phi:g}"
-            self.cut_of = parse_schedule(cut, "--cut-schedule", int, None)
-        else:
-            self.name = f"fixed cut {cut}@phi={phi:g}"
-            self.cut_of = lambda rnd, cut=int(cut): cut
+    def __init__(self, name: str, cut_of: Callable[[int], int], phi: float) -> None:
+        self.name = name
+        self.cut_of = cut_of
         self.phi = float(phi)
         self._round = 0
 
@@ -156,9 +152,10 @@ class TrainedPhiPolicy(PhiMethod):
 
 
 def parse_schedule(text: str, flag: str = "--schedule", kind: Callable = float,
-                   allowed: tuple | None = PHI_GRID) -> Callable[[int], Any]:
-    """``"1.0:60,0.5:60,0.0"``: 1.0 for 60 rounds, then 0.5 for 60, then 0.0 for the rest (phi, or
-    with ``kind=int`` a cut)."""
+                   valid: Callable[[Any], bool] = lambda v: v in PHI_GRID,
+                   what: str = f"phi in {list(PHI_GRID)}") -> Callable[[int], Any]:
+    """``"1.0:60,0.5:60,0.0"``: 1.0 for 60 rounds, then 0.5 for 60, then 0.0 for the rest (phis; with
+    ``kind=int`` and its own ``valid``, cuts)."""
     steps = []
     try:
         for part in text.split(","):
@@ -166,9 +163,8 @@ def parse_schedule(text: str, flag: str = "--schedule", kind: Callable = float,
             steps.append((kind(value), int(rounds) if rounds else None))
     except ValueError:
         steps = []
-    what = f"phi in {list(allowed)}" if allowed is not None else "VALUE a cut >= 1"
     if (not steps or steps[-1][1] is not None or any(r is None or r < 1 for _, r in steps[:-1])
-            or any((allowed is not None and v not in allowed) or (allowed is None and v < 1) for v, _ in steps)):
+            or not all(valid(v) for v, _ in steps)):
         raise ValueError(f"{flag}: {text!r} is not allowed; allowed: VALUE:ROUNDS,...,VALUE with {what}")
     bounds = np.cumsum([r for _, r in steps[:-1]])
 
@@ -176,6 +172,11 @@ def parse_schedule(text: str, flag: str = "--schedule", kind: Callable = float,
         return steps[int(np.searchsorted(bounds, rnd, side="right"))][0]
 
     return value_of
+
+
+def parse_cut_schedule(text: str) -> Callable[[int], int]:
+    """``"2:150,4"``: cut 2 for 150 rounds, then cut 4 for the rest."""
+    return parse_schedule(text, "--cut-schedule", int, lambda v: v >= 1, "VALUE a cut >= 1")
 
 
 def run_episode(env: Any, method: PhiMethod, seed: int) -> dict[str, Any]:
@@ -222,8 +223,8 @@ def main(argv: list[str] | None = None) -> int:
     overrides = {**OVERRIDES, "rounds": args.max_rounds, "training.target_accuracy": args.target}
     methods: list[PhiMethod] = [OptimizerAtPhi(f"epsl-bcd@phi={p:g}", lambda r, p=p: p) for p in args.fixed]
     methods.append(OptimizerAtPhi("epsl-bcd@schedule", parse_schedule(args.schedule)))
-    methods += [FixedCutAtPhi(cut, 0.0) for cut in args.fixed_cuts]
-    methods += [FixedCutAtPhi(text, 0.0) for text in args.cut_schedule]
+    methods += [CutPlanAtPhi(f"fixed cut {cut}@phi=0", lambda r, cut=cut: cut, 0.0) for cut in args.fixed_cuts]
+    methods += [CutPlanAtPhi(f"cut schedule {text}@phi=0", parse_cut_schedule(text), 0.0) for text in args.cut_schedule]
     for label, run in (("ppo-phi", args.ppo), ("ppo-phi-bcd-cut", args.ablation)):
         if run:
             methods.append(TrainedPhiPolicy(label, run))

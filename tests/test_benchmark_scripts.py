@@ -85,11 +85,11 @@ def test_bench_phi_schedule_runs_its_methods_and_the_schedule_goes_high_to_low(c
 
 def test_bench_phi_schedule_plays_a_cut_schedule_and_rejects_a_bad_one(capsys):
     bench = _script("bench_phi_schedule")
-    cut_of = bench.parse_schedule("2:3,4", "--cut-schedule", int, None)
+    cut_of = bench.parse_cut_schedule("2:3,4")
     assert [cut_of(r) for r in range(5)] == [2, 2, 2, 4, 4]
     for bad in ("2:3", "0:3,4", "2:x,4", "2:0,4"):
         with pytest.raises(ValueError, match="--cut-schedule"):
-            bench.parse_schedule(bad, "--cut-schedule", int, None)
+            bench.parse_cut_schedule(bad)
     assert bench.main(["--seeds", "100", "--max-rounds", "4", "--fixed", "0", "--cut-schedule", "2:2,4"]) == 0
     rows = [line for line in capsys.readouterr().out.splitlines()
             if line.startswith("| cut schedule 2:2,4@phi=0 | 100 |")]
